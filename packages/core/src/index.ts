@@ -1,0 +1,41 @@
+import { Tracker } from './internal/tracker.js';
+import type { ResourceTracker, ResourceTrackerOptions } from './types.js';
+
+export {
+  asyncHooksAvoidPromises,
+  createAsyncHooksSource,
+  DEFAULT_ASYNC_TYPES,
+} from './internal/async-hooks.js';
+export { formatReport } from './internal/format.js';
+export { createPluginHost, definePlugin, type PluginHost } from './internal/plugins.js';
+export { openFdCount } from './internal/proc.js';
+export { ATTR_KIND, ATTR_REASON, ATTR_SITE } from './internal/telemetry.js';
+export type {
+  AsyncHooksSourceOptions,
+  Attributes,
+  AttributeValue,
+  CloseStaleOptions,
+  CloseStaleResult,
+  LeakEvent,
+  LeakGroup,
+  LeakReason,
+  OpenResource,
+  PluginContext,
+  PluginDefinition,
+  PluginHostContext,
+  ReleaseOptions,
+  Report,
+  ReportOptions,
+  ResourceHandle,
+  ResourceTracker,
+  ResourceTrackerOptions,
+  Snapshot,
+  StackMode,
+  TrackOptions,
+  TrustflowPlugin,
+} from './types.js';
+
+/** Creates a resource tracker. Bad options throw a TypeError naming the option. */
+export function createResourceTracker(options?: ResourceTrackerOptions): ResourceTracker {
+  return new Tracker(options);
+}

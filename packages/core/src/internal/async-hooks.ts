@@ -1,0 +1,119 @@
+import { createHook } from 'node:async_hooks';
+import type {
+  AsyncHooksSourceOptions,
+  Attributes,
+  ResourceHandle,
+  TrustflowPlugin,
+} from '../types.js';
+import { definePlugin } from './plugins.js';
+
+/** Long-lived handle types. Never PROMISE, never short request wraps. */
+export const DEFAULT_ASYNC_TYPES: readonly string[] = [
+  'Timeout',
+  'TCPWRAP',
+  'TCPSERVERWRAP',
+  'PIPEWRAP',
+  'PIPESERVERWRAP',
+  'UDPWRAP',
+  'TTYWRAP',
+  'FSEVENTWRAP',
+  'STATWATCHER',
+  'FILEHANDLE',
+  'PROCESSWRAP',
+  'SIGNALWRAP',
+  'ZLIB',
+  'WORKER',
+  'MESSAGEPORT',
+  'HTTPINCOMINGMESSAGE',
+  'HTTPCLIENTREQUEST',
+];
+
+let support: boolean | undefined;
+
+/**
+ * True when this Node supports `createHook({ trackPromises: false })`. Detected by behaviour, not
+ * version: where the option exists, a non-boolean value is rejected.
+ */
+export function asyncHooksAvoidPromises(): boolean {
+  if (support === undefined) {
+    try {
+      createHook({ trackPromises: 'detect' } as never);
+      support = false;
+    } catch (error) {
+      support = (error as { code?: string }).code === 'ERR_INVALID_ARG_TYPE';
+    }
+  }
+  return support;
+}
+
+interface HandleLike {
+  hasRef?: () => boolean;
+}
+
+const TIMER_SPEC_BASE = { gc: false } as const;
+
+function inspectHandle(resource: HandleLike): Attributes | undefined {
+  return typeof resource.hasRef === 'function' ? { hasRef: resource.hasRef() } : undefined;
+}
+
+/**
+ * Tracks long-lived async resources (timers, sockets, servers, watchers, child processes...) from
+ * async_hooks, with the line that created them and whether they keep the event loop alive.
+ */
+export function createAsyncHooksSource(options: AsyncHooksSourceOptions = {}): TrustflowPlugin {
+  const types = new Set(options.types ?? DEFAULT_ASYNC_TYPES);
+  return definePlugin({
+    name: 'async-hooks',
+    setup(ctx) {
+      if (!asyncHooksAvoidPromises() && !options.forceWithPromiseHooks) {
+        ctx.diag.warn(
+          'async-hooks source not enabled: this Node cannot create an async hook without promise hooks ' +
+            '(createHook({ trackPromises: false }) is unsupported), which would slow await-heavy code ' +
+            'several times. Use Node >= 24, or pass forceWithPromiseHooks: true to accept the cost.',
+        );
+        return;
+      }
+      // Create the stdio handles now, so they are not reported as resources of the application.
+      void process.stdout;
+      void process.stderr;
+      const specs = new Map<string, object>();
+      const specFor = (type: string) => {
+        let spec = specs.get(type);
+        if (!spec) {
+          const kind = type === 'Timeout' ? 'timer' : `async.${type}`;
+          spec = { ...TIMER_SPEC_BASE, kind, inspect: inspectHandle };
+          specs.set(type, spec);
+        }
+        return spec;
+      };
+      const handles = new Map<number, ResourceHandle>();
+      let busy = false;
+      const hook = createHook({
+        trackPromises: false,
+        init(asyncId: number, type: string, _trigger: number, resource: object) {
+          if (busy || !types.has(type)) return;
+          busy = true;
+          try {
+            handles.set(asyncId, ctx.tracker.track(resource, specFor(type) as never));
+          } catch (error) {
+            ctx.reportError('async-hooks init', error);
+          } finally {
+            busy = false;
+          }
+        },
+        destroy(asyncId: number) {
+          const handle = handles.get(asyncId);
+          if (handle === undefined) return;
+          handles.delete(asyncId);
+          handle.release();
+        },
+      } as Parameters<typeof createHook>[0]);
+      hook.enable();
+      return () => {
+        hook.disable();
+        for (const handle of handles.values()) handle.release();
+        handles.clear();
+      };
+    },
+  });
+}
