@@ -1,0 +1,104 @@
+// Shared helpers for benchmark suites. A suite is bench/suites/<name>.mjs exporting
+//   export const title = '...';
+//   export async function run({ quick }) { return rows; }
+// where each row is { case, config, value, unit, better: 'higher' | 'lower', baseline?: true,
+// target?: string, peakRssBytes?: number }. The runner computes ratios against the row of the
+// same case marked baseline: ratio > 1 always means "better than baseline".
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export const root = fileURLToPath(new URL('..', import.meta.url));
+
+export function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/**
+ * Runs `node [...nodeArgs] script` once and resolves with the JSON object the script printed as its
+ * last stdout line, plus the child's peak RSS (from /usr/bin/time-free getrusage of the child).
+ */
+export function runChild(script, { nodeArgs = [], env = {}, args = [], timeoutMs = 300_000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...nodeArgs, script, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
+    child.stderr.on('data', (d) => {
+      err += d;
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const last = out.trim().split('\n').pop() ?? '';
+      if (code !== 0) {
+        reject(
+          new Error(
+            `${script} exited with ${code ?? signal}: ${err.trim().split('\n').slice(-5).join(' | ')}`,
+          ),
+        );
+        return;
+      }
+      try {
+        resolve(JSON.parse(last));
+      } catch {
+        reject(new Error(`${script} printed no JSON result: ${last.slice(0, 200)}`));
+      }
+    });
+  });
+}
+
+/**
+ * Runs each configuration `reps` times, interleaved (A B C A B C ...), each run in its own process,
+ * and returns per configuration the median of `pick(result)` and the highest peak RSS seen.
+ * A configuration is { name, script, nodeArgs?, env?, args? }.
+ */
+export async function interleaved(configs, { reps = 5, pick = (r) => r.value } = {}) {
+  const samples = new Map(configs.map((c) => [c.name, { values: [], rss: 0, last: undefined }]));
+  for (let i = 0; i < reps; i++) {
+    for (const config of configs) {
+      const result = await runChild(config.script, config);
+      const s = samples.get(config.name);
+      s.values.push(pick(result));
+      s.rss = Math.max(s.rss, result.peakRssBytes ?? 0);
+      s.last = result;
+    }
+  }
+  return configs.map((c) => {
+    const s = samples.get(c.name);
+    return {
+      name: c.name,
+      median: median(s.values),
+      values: s.values,
+      peakRssBytes: s.rss,
+      last: s.last,
+    };
+  });
+}
+
+/** For child scripts: prints the result line the runner reads, with this process's peak RSS. */
+export function report(result) {
+  const peakRssBytes = process.resourceUsage().maxRSS * 1024;
+  process.stdout.write(`${JSON.stringify({ ...result, peakRssBytes })}\n`);
+}
+
+/** Runs `fn` repeatedly for about `ms` milliseconds after a warm-up; returns operations per second. */
+export async function opsPerSecond(fn, { ms = 1000, warmupMs = 200, batch = 1 } = {}) {
+  const until = (deadline) => performance.now() < deadline;
+  let deadline = performance.now() + warmupMs;
+  while (until(deadline)) await fn();
+  let ops = 0;
+  const start = performance.now();
+  deadline = start + ms;
+  while (until(deadline)) {
+    await fn();
+    ops += batch;
+  }
+  return (ops * 1000) / (performance.now() - start);
+}
