@@ -1,4 +1,5 @@
-import type { Meter, Tracer } from '@opentelemetry/api';
+import { context, type Meter, type Tracer } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import {
   AggregationTemporality,
   InMemoryMetricExporter,
@@ -63,6 +64,15 @@ export interface TracingHarness {
   exporter: InMemorySpanExporter;
   spans(): ReadableSpan[];
   shutdown(): Promise<void>;
+}
+
+let contextEnabled = false;
+
+/** Registers an AsyncLocalStorage context manager once, so `context.with` propagates in tests. */
+export function enableContext(): void {
+  if (contextEnabled) return;
+  contextEnabled = true;
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
 }
 
 /** An in-memory tracer provider that exports every ended span synchronously. */

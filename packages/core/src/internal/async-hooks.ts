@@ -1,4 +1,5 @@
 import { createHook } from 'node:async_hooks';
+import type { Server } from 'node:net';
 import type {
   AsyncHooksSourceOptions,
   Attributes,
@@ -6,6 +7,8 @@ import type {
   TrustflowPlugin,
 } from '../types.js';
 import { definePlugin } from './plugins.js';
+import type { CapturedStack } from './stacks.js';
+import { kInternal, type Tracker } from './tracker.js';
 
 /** Long-lived handle types. Never PROMISE, never short request wraps. */
 export const DEFAULT_ASYNC_TYPES: readonly string[] = [
@@ -87,6 +90,7 @@ export function createAsyncHooksSource(options: AsyncHooksSourceOptions = {}): T
         return spec;
       };
       const handles = new Map<number, ResourceHandle>();
+      const servers = new WeakMap<object, ResourceHandle>();
       let busy = false;
       const hook = createHook({
         trackPromises: false,
@@ -94,7 +98,10 @@ export function createAsyncHooksSource(options: AsyncHooksSourceOptions = {}): T
           if (busy || !types.has(type)) return;
           busy = true;
           try {
-            handles.set(asyncId, ctx.tracker.track(resource, specFor(type) as never));
+            const handle = ctx.tracker.track(resource, specFor(type) as never);
+            handles.set(asyncId, handle);
+            if (type === 'TCPSERVERWRAP' || type === 'PIPESERVERWRAP')
+              servers.set(resource, handle);
           } catch (error) {
             ctx.reportError('async-hooks init', error);
           } finally {
@@ -109,6 +116,7 @@ export function createAsyncHooksSource(options: AsyncHooksSourceOptions = {}): T
         },
       } as Parameters<typeof createHook>[0]);
       hook.enable();
+      attributeListens(ctx, servers);
       return () => {
         hook.disable();
         for (const handle of handles.values()) handle.release();
@@ -116,4 +124,35 @@ export function createAsyncHooksSource(options: AsyncHooksSourceOptions = {}): T
       };
     },
   });
+}
+
+type ListenMessage = { server?: Server & { _handle?: object | null } };
+
+/**
+ * `server.listen(port, host)` creates its handle after an address lookup, in a callback with no
+ * user frame on the stack. The listen tracing channel fires synchronously inside `listen()`
+ * (asyncStart) and again once the handle exists (asyncEnd): the stack taken at the first is given
+ * to the handle found at the second.
+ */
+function attributeListens(
+  ctx: Parameters<Parameters<typeof definePlugin>[0]['setup']>[0],
+  servers: WeakMap<object, ResourceHandle>,
+): void {
+  const tracker = (ctx.tracker as Partial<Record<typeof kInternal, Tracker>>)[kInternal];
+  if (!tracker || tracker.stackMode === 'off') return;
+  const pending = new WeakMap<object, CapturedStack>();
+  const onStart = (message: unknown) => {
+    const server = (message as ListenMessage).server;
+    if (server) pending.set(server, tracker.stacks.capture(onStart));
+  };
+  const onEnd = (message: unknown) => {
+    const server = (message as ListenMessage).server;
+    const stack = server && pending.get(server);
+    if (!server || !stack) return;
+    pending.delete(server);
+    const handle = server._handle ? servers.get(server._handle) : undefined;
+    if (handle) tracker.attachStack(handle, stack);
+  };
+  ctx.subscribe('tracing:net.server.listen:asyncStart', onStart);
+  ctx.subscribe('tracing:net.server.listen:asyncEnd', onEnd);
 }

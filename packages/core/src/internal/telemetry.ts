@@ -86,6 +86,7 @@ export class TrackerTelemetry {
     this.callback = (result) => {
       const now = source.now();
       for (const s of source.series()) {
+        if (s.opened === 0) continue;
         result.observe(active, s.active, s.metricAttributes);
         result.observe(opened, s.opened, s.metricAttributes);
         result.observe(closed, s.closed, s.metricAttributes);

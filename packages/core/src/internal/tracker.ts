@@ -37,7 +37,8 @@ import {
   TrackerTelemetry,
 } from './telemetry.js';
 
-const PACKAGE_DIR = new URL('../../', import.meta.url).pathname;
+/** This package's src/ (or dist/) folder: its frames are never user code. */
+const PACKAGE_DIR = new URL('../', import.meta.url).pathname;
 
 const RELEASED = 1;
 const COLLECTED = 2;
@@ -97,7 +98,8 @@ class Entry implements ResourceHandle {
   /** WeakRef to an object resource, or the primitive resource itself (an fd number). */
   target: WeakRef<object> | unknown;
   lastActive: number;
-  activityMark = Number.NaN;
+  /** Last value of the activity probe; resources start at 0 (nothing read or written). */
+  activityMark = 0;
   details: Attributes | undefined;
   stack: CapturedStack | undefined;
   span: Span | undefined;
@@ -244,6 +246,10 @@ export class Tracker implements ResourceTracker {
       this.timer = setInterval(() => this.scan(), interval);
       this.timer.unref();
     }
+  }
+
+  get stackMode(): StackMode {
+    return this.mode;
   }
 
   get isShutdown(): boolean {
@@ -485,11 +491,9 @@ export class Tracker implements ResourceTracker {
     try {
       const mark = activity(resource);
       if (mark !== entry.activityMark) {
-        if (!Number.isNaN(entry.activityMark)) {
-          entry.lastActive = now;
-          entry.state &= ~STALE_REPORTED;
-        }
         entry.activityMark = mark;
+        entry.lastActive = now;
+        entry.state &= ~STALE_REPORTED;
       }
     } catch (error) {
       this.errors.report(`activity ${entry.series.kind}`, error);
@@ -662,6 +666,21 @@ export class Tracker implements ResourceTracker {
       report.extra = extra;
     }
     return report;
+  }
+
+  /**
+   * Gives a tracked resource the creation stack captured earlier by `stacks.capture()`, for
+   * resources created in a callback after the user's call (a server's handle is created after an
+   * address lookup, so its own stack has no user frame). Keeps an existing stack that has a site.
+   */
+  attachStack(handle: ResourceHandle, stack: CapturedStack): void {
+    if (!(handle instanceof Entry) || handle.released) return;
+    const current = handle.stack;
+    if (current) {
+      this.stacks.resolve(current);
+      if (current.site) return;
+    }
+    handle.stack = stack;
   }
 
   addReportSection(name: string, build: () => unknown): () => void {
