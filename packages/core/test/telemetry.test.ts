@@ -81,7 +81,7 @@ describe('metrics', () => {
     ).toBe(1);
     const lifetime = points(byName.get('trustflow.resource.lifetime'));
     expect(lifetime).toHaveLength(1);
-    expect((lifetime[0]?.value as { count: number }).count).toBe(1);
+    expect(lifetime[0]?.value).toMatchObject({ count: 1 });
 
     // No path, address or stack ever reaches a metric attribute.
     for (const metric of all) {
