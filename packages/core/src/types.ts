@@ -44,6 +44,8 @@ export interface TrackOptions<T = unknown> {
   gc?: boolean;
   /** Capture the creation stack whatever the sampling says. */
   captureStack?: boolean;
+  /** Start a lifetime span for this resource. Default true (when the tracker has spans on). */
+  span?: boolean;
 }
 
 export interface ReleaseOptions {

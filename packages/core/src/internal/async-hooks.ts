@@ -53,7 +53,8 @@ interface HandleLike {
   hasRef?: () => boolean;
 }
 
-const TIMER_SPEC_BASE = { gc: false } as const;
+// Handles from async_hooks are collected normally once closed, and a span per timer would be noise.
+const SPEC_BASE = { gc: false, span: false } as const;
 
 function inspectHandle(resource: HandleLike): Attributes | undefined {
   return typeof resource.hasRef === 'function' ? { hasRef: resource.hasRef() } : undefined;
@@ -84,7 +85,7 @@ export function createAsyncHooksSource(options: AsyncHooksSourceOptions = {}): T
         let spec = specs.get(type);
         if (!spec) {
           const kind = type === 'Timeout' ? 'timer' : `async.${type}`;
-          spec = { ...TIMER_SPEC_BASE, kind, inspect: inspectHandle };
+          spec = { ...SPEC_BASE, kind, inspect: inspectHandle };
           specs.set(type, spec);
         }
         return spec;

@@ -291,7 +291,7 @@ export class Tracker implements ResourceTracker {
     if (this.shouldCapture(series.kindState, spec)) {
       entry.stack = this.stacks.capture(this.track);
     }
-    if (this.tracer) {
+    if (this.tracer && spec.span !== false) {
       const span = this.tracer.startSpan(
         spec.kind,
         { attributes: spanAttributes(series, spec.details) },
