@@ -10,6 +10,7 @@ const packages = [
   'plugin-buffer-pool',
   'instrument',
   'leak-test',
+  'trustflow-node',
 ];
 
 export default defineConfig({

@@ -1,0 +1,36 @@
+export { ConfigError, loadConfigFile, loadOffersFile, validateConfig } from './internal/config.js';
+export { createTrustflowNode } from './internal/node.js';
+export {
+  decodeHeader,
+  encodeChunkLength,
+  encodeHeader,
+  HEADER_SIZE,
+  LOOKUP_TOPIC,
+  MAX_CHUNK_BYTES,
+  MAX_STREAM_BYTES,
+  MessageType,
+  PROTOCOL,
+  ProtocolError,
+  READY,
+} from './internal/protocol.js';
+export type {
+  Deadlines,
+  FoundOffer,
+  Header,
+  IncomingMessage,
+  Logger,
+  LogLevel,
+  LookupOptions,
+  MessageHandler,
+  NodeConfig,
+  NodeStats,
+  SendFileOptions,
+  SendFileResult,
+  ServiceOffer,
+  StopResult,
+  StreamEndReason,
+  Target,
+  TransferProgress,
+  TrustflowNode,
+  TrustflowNodeOptions,
+} from './types.js';

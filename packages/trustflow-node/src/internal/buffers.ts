@@ -1,0 +1,33 @@
+/** A buffer lent for one chunk; `release()` gives it back (idempotent). */
+export interface Lease {
+  readonly buffer: Uint8Array;
+  release(): void;
+}
+
+export interface ChunkBuffers {
+  acquire(size: number): Lease;
+  /** Buffers lent and not yet returned. */
+  readonly outstanding: number;
+}
+
+/** Stand-in used until a pool is given: plain allocations, same lease contract. */
+export function plainBuffers(): ChunkBuffers {
+  let outstanding = 0;
+  return {
+    get outstanding() {
+      return outstanding;
+    },
+    acquire(size) {
+      outstanding++;
+      let released = false;
+      return {
+        buffer: new Uint8Array(size),
+        release() {
+          if (released) return;
+          released = true;
+          outstanding--;
+        },
+      };
+    },
+  };
+}
