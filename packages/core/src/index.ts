@@ -16,6 +16,7 @@ export type {
   AttributeValue,
   CloseStaleOptions,
   CloseStaleResult,
+  CreationSite,
   LeakEvent,
   LeakGroup,
   LeakReason,

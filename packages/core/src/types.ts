@@ -46,6 +46,21 @@ export interface TrackOptions<T = unknown> {
   captureStack?: boolean;
   /** Start a lifetime span for this resource. Default true (when the tracker has spans on). */
   span?: boolean;
+  /**
+   * A creation stack taken earlier with `tracker.captureSite()`, used instead of the stack at
+   * `track()` time: for a resource that only exists after an asynchronous open, or a socket
+   * accepted by a server (whose site is the server's). Several resources may share one site.
+   */
+  site?: CreationSite;
+}
+
+/**
+ * A creation stack taken before the resource exists (see `ResourceTracker.captureSite`). Opaque:
+ * only the tracker that made it can use it.
+ */
+export interface CreationSite {
+  /** False when sampling decided not to capture a stack. */
+  readonly sampled: boolean;
 }
 
 export interface ReleaseOptions {
@@ -187,6 +202,12 @@ export interface CloseStaleResult {
 
 export interface ResourceTracker {
   track<T>(resource: T, options: TrackOptions<T>): ResourceHandle;
+  /**
+   * Takes the creation stack now, for a resource of `kind` that is tracked later (pass the result
+   * as `TrackOptions.site`). Sampled like `track()`, and the decision counts for `kind`. Cheap
+   * when not sampled.
+   */
+  captureSite(kind: string): CreationSite;
   report(options?: ReportOptions): Report;
   snapshot(): Snapshot;
   /** Listen for leaks as they are found. Returns an unsubscribe function. */

@@ -11,6 +11,7 @@ import type {
   Attributes,
   CloseStaleOptions,
   CloseStaleResult,
+  CreationSite,
   LeakEvent,
   LeakGroup,
   LeakReason,
@@ -183,6 +184,17 @@ const DETACHED: ResourceHandle = Object.freeze({
   [Symbol.dispose]() {},
 });
 
+/** A stack taken by `captureSite()` for resources tracked later; shared by all that use it. */
+class Site implements CreationSite {
+  constructor(readonly stack: CapturedStack | undefined) {}
+  get sampled(): boolean {
+    return this.stack !== undefined;
+  }
+}
+
+const NOT_SAMPLED: CreationSite = new Site(undefined);
+const SITE_SPEC = { kind: '' };
+
 interface GcGroup extends LeakGroup {
   lastId: number;
 }
@@ -288,7 +300,9 @@ export class Tracker implements ResourceTracker {
     } else if (resource !== undefined) {
       entry.target = resource;
     }
-    if (this.shouldCapture(series.kindState, spec)) {
+    if (spec.site instanceof Site) {
+      entry.stack = spec.site.stack;
+    } else if (this.shouldCapture(series.kindState, spec)) {
       entry.stack = this.stacks.capture(this.track);
     }
     if (this.tracer && spec.span !== false) {
@@ -302,6 +316,18 @@ export class Tracker implements ResourceTracker {
     series.entries.set(id, entry);
     this.live++;
     return entry;
+  }
+
+  captureSite(kind: string): CreationSite {
+    if (this.shut) return NOT_SAMPLED;
+    try {
+      const state = this.seriesFor(kind, undefined).kindState;
+      if (!this.shouldCapture(state, SITE_SPEC)) return NOT_SAMPLED;
+      return new Site(this.stacks.capture(this.captureSite));
+    } catch (error) {
+      this.errors.report('tracker.captureSite', error);
+      return NOT_SAMPLED;
+    }
   }
 
   private shouldCapture(kind: KindState, spec: TrackOptions<any>): boolean {
