@@ -151,3 +151,14 @@ export function openProtocolStreams(node: { getConnections(): { streams: Stream[
   }
   return count;
 }
+
+/** Resolves on the first bytes back (TFREADY); rejects if the stream closes first. */
+export async function waitForReady(stream: Stream): Promise<void> {
+  const got = Promise.withResolvers<void>();
+  const onMessage = () => got.resolve();
+  stream.addEventListener('message', onMessage, { once: true });
+  const onClose = () => got.reject(new Error('closed before TFREADY'));
+  stream.addEventListener('close', onClose, { once: true });
+  await got.promise;
+  stream.removeEventListener('close', onClose);
+}

@@ -40,6 +40,8 @@ export class StreamReader {
   private failure: ProtocolError | undefined;
   private wake: (() => void) | undefined;
   private paused = false;
+  /** The sender closed its write side on purpose (a FIN), as opposed to the connection dying. */
+  private finished: boolean;
   /** Total payload bytes taken out of the reader. */
   consumed = 0;
 
@@ -49,7 +51,9 @@ export class StreamReader {
     private readonly highWater = 1024 * 1024,
   ) {
     this.ended = stream.readableEnded;
+    this.finished = stream.remoteWriteStatus === 'closed' && stream.status === 'open';
     stream.addEventListener('message', this.onMessage);
+    stream.addEventListener('remoteCloseWrite', this.onRemoteCloseWrite);
     stream.addEventListener('end', this.onEnd);
     stream.addEventListener('close', this.onClose);
     if (stream.status !== 'open' && stream.status !== 'closing' && !this.ended) {
@@ -77,10 +81,25 @@ export class StreamReader {
     this.buffered += part.byteLength;
   }
 
+  private readonly onRemoteCloseWrite = (): void => {
+    this.finished = true;
+  };
+
   private readonly onEnd = (): void => {
     this.ended = true;
+    this.lostUnlessFinished();
     this.notify();
   };
+
+  /** The read side ended without the sender's close-write: the connection went away. */
+  private lostUnlessFinished(): void {
+    if (!this.finished && this.failure === undefined) {
+      this.failure = new ProtocolError(
+        'peer-disconnected',
+        'connection lost before the sender finished',
+      );
+    }
+  }
 
   private readonly onClose = (evt: Event & { error?: Error; local?: boolean }): void => {
     if (evt.error !== undefined && this.failure === undefined) {
@@ -93,6 +112,7 @@ export class StreamReader {
             );
     }
     this.ended = true;
+    this.lostUnlessFinished();
     this.notify();
   };
 
@@ -218,6 +238,7 @@ export class StreamReader {
   dispose(): void {
     this.stream.removeEventListener('message', this.onMessage as never);
     this.stream.removeEventListener('end', this.onEnd);
+    this.stream.removeEventListener('remoteCloseWrite', this.onRemoteCloseWrite);
     this.stream.removeEventListener('close', this.onClose as never);
     this.parts.length = 0;
     this.buffered = 0;

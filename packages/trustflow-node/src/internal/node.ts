@@ -76,6 +76,7 @@ interface Pending {
 
 interface LookupState {
   found: FoundOffer[];
+  seen: Set<string>;
   peers: Set<string>;
   wanted: number;
   done(): void;
@@ -173,6 +174,8 @@ export async function createTrustflowNode(
   const cache = new OfferCache(config.offerTtlMs, config.maxCachedOffers);
   const pending = new Map<string, Pending>();
   const lookups = new Map<string, LookupState>();
+  /** Lookups answered recently (bounded), so that a repeated question is answered once. */
+  const answered = new Set<string>();
   const activeStreams = new Set<Stream>();
   let stopping = false;
   let jobCounter = Number.parseInt(randomBytes(4).toString('hex'), 16);
@@ -342,7 +345,12 @@ export async function createTrustflowNode(
         cache.put(peerId, valid);
         const lookup = typeof list.lookupId === 'string' ? lookups.get(list.lookupId) : undefined;
         if (lookup) {
-          for (const offer of valid) lookup.found.push({ peerId, offer });
+          for (const offer of valid) {
+            const key = `${peerId}\n${offer.id}`;
+            if (lookup.seen.has(key)) continue;
+            lookup.seen.add(key);
+            lookup.found.push({ peerId, offer });
+          }
           lookup.peers.add(peerId);
           if (lookup.peers.size >= lookup.wanted) lookup.done();
         }
@@ -720,6 +728,10 @@ export async function createTrustflowNode(
       return;
     }
     const query = request.query;
+    const lookupKey = `${from}\n${String(request.lookupId)}`;
+    if (answered.has(lookupKey)) return;
+    answered.add(lookupKey);
+    if (answered.size > 1024) answered.delete(answered.values().next().value!);
     void pool
       .dispatch(() => answerLookup(from, query, request.lookupId))
       .then((taken) => {
@@ -758,6 +770,7 @@ export async function createTrustflowNode(
     });
     const state: LookupState = {
       found: [],
+      seen: new Set(),
       peers: new Set(),
       wanted: lookupOptions.peers ?? Number.POSITIVE_INFINITY,
       done: () => finish(),
@@ -765,11 +778,28 @@ export async function createTrustflowNode(
     lookups.set(lookupId, state);
     const timer = setTimeout(finish, Math.max(0, timeoutMs - (Date.now() - started)));
     timer.unref();
+    // Gossip is lossy right after a connection comes up (the mesh forms over a heartbeat), so
+    // the question is asked again with backoff until the time is up; answerers skip repeats.
+    const message = encoder.encode(JSON.stringify({ query, lookupId }));
+    let retry: NodeJS.Timeout | undefined;
+    let delay = 200;
+    let over = false;
+    const ask = () => {
+      if (over || stopping) return;
+      pubsub.publish(LOOKUP_TOPIC, message).catch((error) => {
+        log('debug', 'lookup publish failed', { error: String(error) });
+      });
+      retry = setTimeout(ask, delay);
+      retry.unref();
+      delay *= 2;
+    };
     try {
-      await pubsub.publish(LOOKUP_TOPIC, encoder.encode(JSON.stringify({ query, lookupId })));
+      ask();
       await finished;
     } finally {
+      over = true;
       clearTimeout(timer);
+      clearTimeout(retry);
       lookups.delete(lookupId);
     }
     return state.found;
@@ -810,6 +840,8 @@ export async function createTrustflowNode(
         aborted++;
         stream.abort(new ProtocolError('shutdown', 'node is stopping'));
       }
+      // aborted streams fail their workers at once; wait for their cleanup to run
+      if (aborted > 0) await pool.drain(dl.drainMs);
       try {
         await node.unhandle(PROTOCOL);
         await withTimeout(Promise.resolve(node.stop()), dl.stopMs, 'libp2p stop');
@@ -817,6 +849,7 @@ export async function createTrustflowNode(
         log('error', 'libp2p did not stop cleanly', { error: String(error) });
       }
       cache.clear();
+      answered.clear();
       if (ownTracker) tracker.shutdown();
       const elapsedMs = performance.now() - started;
       log('info', 'node stopped', { drained, aborted, elapsedMs: Math.round(elapsedMs) });
