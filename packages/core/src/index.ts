@@ -40,3 +40,29 @@ export type {
 export function createResourceTracker(options?: ResourceTrackerOptions): ResourceTracker {
   return new Tracker(options);
 }
+
+// --- prevention toolkit ---
+export { createMemoryPressureMonitor } from './internal/pressure.js';
+export { sampleProcess } from './internal/sampler.js';
+export { createScope, createShutdownCoordinator, withTimeout } from './internal/scope.js';
+export { createTrendMonitor, estimateGrowth } from './internal/trend.js';
+export type {
+  Cleanup,
+  CleanupScope,
+  GrowthEstimate,
+  GrowthOptions,
+  GrowthPoint,
+  MemoryPressureFigures,
+  MemoryPressureMonitor,
+  MemoryPressureOptions,
+  MemoryReading,
+  ProcessSample,
+  ScopeOptions,
+  ShutdownCoordinator,
+  ShutdownOptions,
+  ShutdownResult,
+  TrendEvent,
+  TrendMonitor,
+  TrendMonitorOptions,
+  WithTimeoutOptions,
+} from './types.js';

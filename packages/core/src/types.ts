@@ -287,3 +287,243 @@ export interface AsyncHooksSourceOptions {
   /** Handle types to track (async_hooks type names). Default: the long-lived ones. */
   types?: string[];
 }
+
+// --- prevention toolkit ---
+
+/** A cleanup registered on a scope. It may return a promise; scopes await it when closed. */
+export type Cleanup = () => unknown;
+
+export interface ScopeOptions {
+  /** The scope closes (its cleanups run) when this signal aborts. */
+  signal?: AbortSignal;
+  /** Shown in error messages. */
+  name?: string;
+}
+
+/**
+ * A LIFO list of cleanups tied to an AbortSignal. Works with `using` (synchronous cleanups) and
+ * `await using` (any cleanups). Every cleanup runs once; every error a cleanup throws is kept
+ * and delivered once, to the first `close()` or dispose that completes after it: as is when it
+ * is the only one, as an AggregateError (in the order they happened) when there are several.
+ */
+export interface CleanupScope extends Disposable, AsyncDisposable {
+  /** Aborts when the scope starts closing: its own close, the parent signal, or a timeout. */
+  readonly signal: AbortSignal;
+  readonly state: 'open' | 'closing' | 'closed';
+  /**
+   * Registers a cleanup; the last registered runs first. Returns a function that removes it
+   * without running it (for resources closed normally before the scope ends). A cleanup added
+   * while the scope closes runs next; one added after it closed runs at once.
+   */
+  defer(cleanup: Cleanup, name?: string): () => void;
+  /** Registers `value[Symbol.asyncDispose]` or `value[Symbol.dispose]`; returns `value`. */
+  use<T extends Disposable | AsyncDisposable | null | undefined>(value: T): T;
+  /**
+   * Aborts `signal` (with `reason`, default an AbortError), then runs the cleanups in reverse
+   * order, awaiting each. Idempotent. Called from one of the scope's own cleanups, it returns at
+   * once instead of waiting for itself.
+   */
+  close(reason?: unknown): Promise<void>;
+}
+
+export interface WithTimeoutOptions {
+  /** Also abort the work when this signal aborts (the promise rejects with its reason). */
+  signal?: AbortSignal;
+  /** Names the operation in the timeout error. */
+  name?: string;
+}
+
+export interface ShutdownOptions {
+  /** How long the cleanups may take in total before the coordinator stops waiting. Default 10 s. */
+  deadlineMs?: number;
+  /**
+   * Called with the result of a shutdown started by a signal, before the signal is re-raised.
+   * Default: prints the cleanup errors and unfinished cleanups (if any) to stderr.
+   */
+  onResult?: (result: ShutdownResult) => void;
+}
+
+export interface ShutdownResult {
+  /** The signal name, or the reason given to `shutdown()`. */
+  reason: unknown;
+  /** True when the deadline passed before every cleanup had finished. */
+  timedOut: boolean;
+  /**
+   * Every error thrown or rejected by a cleanup, in the order they happened. Errors of cleanups
+   * still running at the deadline are appended when they happen.
+   */
+  errors: unknown[];
+  /** Cleanups that had not finished at the deadline, in the order they were (or would be) run. */
+  unfinished: string[];
+  durationMs: number;
+}
+
+/** Runs registered cleanups in reverse order at shutdown, within a deadline. */
+export interface ShutdownCoordinator {
+  /** Aborts when the shutdown starts. */
+  readonly signal: AbortSignal;
+  /**
+   * Registers a cleanup; the last registered runs first. The cleanup receives a signal that
+   * aborts at the deadline (pass it on to make a slow close give up). Returns a remove function.
+   */
+  defer(cleanup: (deadline: AbortSignal) => unknown, name?: string): () => void;
+  /** Registers `value[Symbol.asyncDispose]` or `value[Symbol.dispose]`; returns `value`. */
+  use<T extends Disposable | AsyncDisposable | null | undefined>(value: T): T;
+  /** Runs the cleanups now (idempotent: later calls get the same result). Never rejects. */
+  shutdown(reason?: unknown): Promise<ShutdownResult>;
+  /**
+   * Listens for the signals (default SIGTERM and SIGINT). On the first one it shuts down, calls
+   * `onResult`, removes its listeners and re-raises the signal, so the process ends the way it
+   * would have without the coordinator (unless the application has listeners of its own for
+   * that signal). A second signal during shutdown re-raises at once. Returns an uninstall
+   * function. Nothing is installed until this is called.
+   */
+  install(signals?: NodeJS.Signals[]): () => void;
+}
+
+/** Raw memory figures; a synthetic source returns these to drive the monitor in tests. */
+export interface MemoryReading {
+  heapUsedBytes: number;
+  /** The V8 heap limit (`v8.getHeapStatistics().heap_size_limit`). */
+  heapLimitBytes: number;
+  rssBytes: number;
+  /** `process.constrainedMemory()` when it reports a limit, else null. */
+  containerLimitBytes: number | null;
+}
+
+/** A reading with the effective ratio. */
+export interface MemoryPressureFigures extends MemoryReading {
+  /** The higher of heap used / heap limit and RSS / container limit. */
+  ratio: number;
+  /** The figures behind `ratio`: heap used or RSS, and its limit. */
+  usedBytes: number;
+  limitBytes: number;
+  limitSource: 'heap' | 'container';
+  /** With `gcOnPressure`: the figures after the forced collection. */
+  afterGc?: MemoryPressureFigures;
+}
+
+export interface MemoryPressureOptions {
+  /** Ratio at which `pressure` fires. Default 0.85. */
+  threshold?: number;
+  /** Ratio under which `relief` fires after `pressure` (hysteresis). Default threshold - 0.1. */
+  reliefThreshold?: number;
+  /** Check period in ms (unref'd timer); 0 turns the timer off (call `check()`). Default 30 s. */
+  intervalMs?: number;
+  /**
+   * Before reporting pressure, run one full GC and check again (only if `gc` is exposed, at most
+   * once per 10 intervals). Default false: the monitor never forces GC on its own.
+   */
+  gcOnPressure?: boolean;
+  /** Reading source. Default: V8 heap statistics, RSS and `process.constrainedMemory()`. */
+  read?: () => MemoryReading;
+  /** Meter for `trustflow.memory.pressure`. Default: the global meter provider's. */
+  meter?: Meter;
+}
+
+export interface MemoryPressureMonitor extends Disposable {
+  readonly underPressure: boolean;
+  /** Reads now, updates the state and fires events; returns the figures. */
+  check(): MemoryPressureFigures;
+  /** `pressure` when the ratio reaches the threshold, `relief` when it falls back under the relief threshold. */
+  on(event: 'pressure' | 'relief', listener: (figures: MemoryPressureFigures) => void): () => void;
+  /** Stops the timer and the metric. Idempotent. */
+  stop(): void;
+}
+
+/** One observation: `t` in milliseconds (any epoch), `v` in the series' unit. */
+export interface GrowthPoint {
+  t: number;
+  v: number;
+}
+
+export interface GrowthOptions {
+  /** Growth is reported only when `confidence` reaches this. Default 0.95. */
+  minConfidence?: number;
+  /** Growth is reported only when the slope reaches this (series unit per hour). Default 0. */
+  minSlopePerHour?: number;
+  /** Fewer points than this give `insufficient-data`. Default 12. */
+  minPoints?: number;
+  /** A shorter time span than this (ms) gives `insufficient-data`. Default 0. */
+  minSpanMs?: number;
+}
+
+export interface GrowthEstimate {
+  /** Theil-Sen slope of the series' lower envelope, in the series unit per hour. */
+  slopePerHour: number;
+  /**
+   * How sure the growth is and sustained, 0..1: the smallest one-sided Mann-Kendall confidence
+   * of an upward trend over the whole window and over each of its thirds. 0.5 means no evidence.
+   */
+  confidence: number;
+  /** `growing`: sustained growth (a leak is likely); `stable`: anything else with enough data. */
+  verdict: 'growing' | 'stable' | 'insufficient-data';
+  /** One line saying why. */
+  reason: string;
+  points: number;
+  spanMs: number;
+}
+
+export interface TrendMonitorOptions {
+  /** Adds one series per resource kind (`resource.<kind>`), from the tracker's counts. */
+  tracker?: ResourceTracker;
+  /** Sampling period in ms (unref'd timer); 0 turns the timer off (call `sample()`). Default 30 s. */
+  intervalMs?: number;
+  /** Sliding window in ms. Default 6 h. */
+  windowMs?: number;
+  /** No verdict before the window holds this much time (ms). Default 2 h. */
+  minSpanMs?: number;
+  /** Default 0.95. */
+  minConfidence?: number;
+  /** Smallest memory growth called a leak (bytes per hour). Default 1 MiB. */
+  minBytesPerHour?: number;
+  /** Smallest count growth (fds, resources) called a leak (per hour). Default 1. */
+  minCountPerHour?: number;
+  /**
+   * Extra or synthetic series: returns values by series name. Names ending in `.bytes` or
+   * starting with `heap.`/`process.rss` are memory series. When given with `builtins: false`,
+   * it is the only source.
+   */
+  source?: () => Record<string, number>;
+  /** Sample the built-in series (heap used, RSS, open fds). Default true. */
+  builtins?: boolean;
+  /** Clock in ms. Default `Date.now`. */
+  now?: () => number;
+  /** Meter for `trustflow.trend.growth_rate` and `trustflow.trend.confidence`. */
+  meter?: Meter;
+}
+
+export interface TrendEvent extends GrowthEstimate {
+  /** `heap.used`, `process.rss`, `process.fds`, `resource.<kind>`, or a name from `source`. */
+  series: string;
+  /** Latest value of the series. */
+  value: number;
+}
+
+export interface TrendMonitor extends Disposable {
+  /** Takes a sample now and evaluates every series; returns the estimates by series. */
+  sample(): Record<string, GrowthEstimate>;
+  /** The latest estimate of every series. */
+  estimates(): Record<string, GrowthEstimate>;
+  /** Fires when a series starts growing in a sustained way (again after it stopped). */
+  on(event: 'trend', listener: (event: TrendEvent) => void): () => void;
+  /** Stops the timer and the metrics. Idempotent. */
+  stop(): void;
+}
+
+/** A process sample from /proc (Linux); fields are null where the platform does not tell. */
+export interface ProcessSample {
+  pid: number;
+  /** `proc` on Linux, `fallback` elsewhere (only RSS and heap). */
+  source: 'proc' | 'fallback';
+  rssBytes: number;
+  vszBytes: number | null;
+  threads: number | null;
+  heapUsedBytes: number;
+  /** Open descriptors by type: file, socket, pipe, anon_inode, device, other; plus total. */
+  fds: { total: number; byType: Record<string, number> } | null;
+  /** TCP connections of this process in ESTABLISHED state (IPv4 and IPv6), matched by socket inode. */
+  tcpEstablished: number | null;
+  /** TCP listening sockets of this process. */
+  tcpListening: number | null;
+}
