@@ -12,12 +12,23 @@ export async function run({ quick }) {
 
   const n = quick ? '500000' : '2000000';
   const modes = await interleaved(
-    ['off', 'sampled', 'all'].map((mode) => ({ name: mode, script: w('core-track.mjs'), args: [mode, n] })),
+    ['off', 'sampled', 'all'].map((mode) => ({
+      name: mode,
+      script: w('core-track.mjs'),
+      args: [mode, n],
+    })),
     { reps },
   );
   const targets = { off: '<= 1 us', sampled: '<= 3 us', all: '' };
   for (const m of modes) {
-    rows.push({ case: 'track+release per resource', config: `stacks ${m.name}`, value: m.median, unit: 'us', better: 'lower', target: targets[m.name] });
+    rows.push({
+      case: 'track+release per resource',
+      config: `stacks ${m.name}`,
+      value: m.median,
+      unit: 'us',
+      better: 'lower',
+      target: targets[m.name],
+    });
   }
 
   const bytes = await interleaved(
@@ -28,19 +39,40 @@ export async function run({ quick }) {
     { reps },
   );
   for (const b of bytes) {
-    rows.push({ case: 'bytes per live resource (no stack)', config: b.name, value: b.median, unit: 'B', better: 'lower', target: '<= 250 B' });
+    rows.push({
+      case: 'bytes per live resource (no stack)',
+      config: b.name,
+      value: b.median,
+      unit: 'B',
+      better: 'lower',
+      target: '<= 250 B',
+    });
   }
 
   for (const workload of ['await', 'tcp', 'timers']) {
     const results = await interleaved(
       [
-        { name: 'baseline', script: w('core-async.mjs'), args: [workload], env: { ...env, TF_SOURCE: 'off' } },
-        { name: 'async-hooks source', script: w('core-async.mjs'), args: [workload], env: { ...env, TF_SOURCE: 'on' } },
+        {
+          name: 'baseline',
+          script: w('core-async.mjs'),
+          args: [workload],
+          env: { ...env, TF_SOURCE: 'off' },
+        },
+        {
+          name: 'async-hooks source',
+          script: w('core-async.mjs'),
+          args: [workload],
+          env: { ...env, TF_SOURCE: 'on' },
+        },
       ],
       { reps },
     );
     const target = { await: '>= 0.95x', tcp: '>= 0.85x', timers: '' }[workload];
-    const label = { await: '1e6 awaits', tcp: 'TCP connect/close churn', timers: 'setTimeout churn' }[workload];
+    const label = {
+      await: '1e6 awaits',
+      tcp: 'TCP connect/close churn',
+      timers: 'setTimeout churn',
+    }[workload];
     for (const r of results) {
       rows.push({
         case: label,

@@ -1,8 +1,9 @@
 // Retained heap per live tracked resource (no stack): heap with N objects tracked minus heap with
 // the same N objects untracked, divided by N.
-import { createResourceTracker } from '@trustflow/core';
+
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { createResourceTracker } from '@trustflow/core';
 import { report } from '../lib.mjs';
 
 setFlagsFromString('--expose-gc');
