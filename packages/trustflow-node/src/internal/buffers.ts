@@ -1,3 +1,5 @@
+import type { BufferPool } from '@trustflow/plugin-buffer-pool';
+
 /** A buffer lent for one chunk; `release()` gives it back (idempotent). */
 export interface Lease {
   readonly buffer: Uint8Array;
@@ -26,6 +28,24 @@ export function plainBuffers(): ChunkBuffers {
           if (released) return;
           released = true;
           outstanding--;
+        },
+      };
+    },
+  };
+}
+
+/** Leases from a `@trustflow/plugin-buffer-pool` pool (zeroed on return, leaks reported). */
+export function poolBuffers(pool: BufferPool): ChunkBuffers {
+  return {
+    get outstanding() {
+      return pool.stats().inUse;
+    },
+    acquire(size) {
+      const buffer = pool.acquire(size);
+      return {
+        buffer,
+        release() {
+          if (!buffer.released) buffer.release();
         },
       };
     },

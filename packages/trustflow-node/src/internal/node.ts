@@ -13,6 +13,7 @@ import { tcp } from '@libp2p/tcp';
 import { multiaddr } from '@multiformats/multiaddr';
 import { type Counter, metrics } from '@opentelemetry/api';
 import { createResourceTracker, type ResourceHandle, type ResourceTracker } from '@trustflow/core';
+import { createBufferPool } from '@trustflow/plugin-buffer-pool';
 import { createLibp2p } from 'libp2p';
 import type {
   FoundOffer,
@@ -30,7 +31,7 @@ import type {
   TrustflowNode,
   TrustflowNodeOptions,
 } from '../types.js';
-import { type ChunkBuffers, plainBuffers } from './buffers.js';
+import { type ChunkBuffers, poolBuffers } from './buffers.js';
 import { loadOffersFile, resolveConfig } from './config.js';
 import { asProtocolError, StreamReader, send } from './io.js';
 import { matchesOffer, OfferCache } from './offers.js';
@@ -154,16 +155,36 @@ export async function createTrustflowNode(
   const ownTracker = options.tracker === undefined;
   const tracker: ResourceTracker = options.tracker ?? createResourceTracker();
   const meter = options.meter ?? metrics.getMeter('trustflow-node');
-  const buffers = internals.buffers ?? plainBuffers();
+  // Chunk buffers: headers and small messages, the 64 KiB chunks this node sends and its file
+  // write buffer, and 1 MiB for larger chunks from other implementations. A chunk over 1 MiB
+  // (up to the protocol's 10 MiB) gets a buffer of its own that the pool does not keep.
+  const bufferPool = createBufferPool({
+    name: 'trustflow-node',
+    classes: [
+      { size: 4 * 1024, max: 100 },
+      { size: 64 * 1024, max: 50 },
+      { size: 1024 * 1024, max: 8 },
+    ],
+    tracker,
+    meter,
+  });
+  const buffers = internals.buffers ?? poolBuffers(bufferPool);
   const dl = config.deadlines;
 
   const offers: ServiceOffer[] = [...config.offers];
   if (config.offersFile) offers.push(...(await loadOffersFile(config.offersFile)));
 
+  const cache = new OfferCache(config.offerTtlMs, config.maxCachedOffers);
   const endedCounter: Counter = meter.createCounter('trustflow.node.stream.ended_early', {
     description: 'Protocol streams ended before completing, by reason',
     unit: '{stream}',
   });
+  meter
+    .createObservableGauge('trustflow.node.offer_cache.size', {
+      description: 'Service offers from other peers in the cache',
+      unit: '{offer}',
+    })
+    .addCallback((result) => result.observe(cache.size));
   const servedCounter: Counter = meter.createCounter('trustflow.node.message.served', {
     description: 'Protocol messages received and handled, by type',
     unit: '{message}',
@@ -171,7 +192,6 @@ export async function createTrustflowNode(
   const endedEarly: Partial<Record<StreamEndReason, number>> = {};
   const served: Record<string, number> = {};
 
-  const cache = new OfferCache(config.offerTtlMs, config.maxCachedOffers);
   const pending = new Map<string, Pending>();
   const lookups = new Map<string, LookupState>();
   /** Lookups answered recently (bounded), so that a repeated question is answered once. */
@@ -850,6 +870,7 @@ export async function createTrustflowNode(
       }
       cache.clear();
       answered.clear();
+      bufferPool.close();
       if (ownTracker) tracker.shutdown();
       const elapsedMs = performance.now() - started;
       log('info', 'node stopped', { drained, aborted, elapsedMs: Math.round(elapsedMs) });
