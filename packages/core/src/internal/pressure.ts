@@ -85,6 +85,7 @@ class PressureMonitor implements MemoryPressureMonitor {
   private lastGc = Number.NEGATIVE_INFINITY;
   private timer: NodeJS.Timeout | undefined;
   private readonly unobserve: () => void;
+  private stopped = false;
 
   constructor(options: MemoryPressureOptions) {
     this.threshold = numberOption(
@@ -178,6 +179,8 @@ class PressureMonitor implements MemoryPressureMonitor {
   }
 
   stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     try {

@@ -27,8 +27,9 @@ import { openFdCount } from './proc.js';
  * 4. Sustained. A leak keeps growing; a step (a cache filled once) or a warm-up grows in one
  *    place. The envelope is cut into thirds, and each third must grow on its own (its own
  *    Mann-Kendall confidence, and a Theil-Sen slope of at least a quarter of the overall one).
- *    A single step leaves two thirds flat, a warm-up leaves the last thirds flat.
- *    `confidence` is the smallest of the four confidences.
+ *    A single step leaves two thirds flat, a warm-up leaves the last thirds flat; and the last
+ *    third must grow at least a quarter as fast as the first (a warm-up fades out, a leak does
+ *    not). `confidence` is the smallest of the four Mann-Kendall confidences.
  */
 
 const HOUR_MS = 3_600_000;
@@ -233,9 +234,11 @@ function estimate(t: readonly number[], v: readonly number[], o: Resolved): Grow
       reason: `grows ${fmt(slopePerHour)}/h, under the minimum of ${fmt(o.minSlopePerHour)}/h`,
     };
   }
-  const sustained = thirds.every(
-    (x) => x.confidence >= o.minConfidence && x.slopePerHour >= THIRD_SLOPE_SHARE * slopePerHour,
-  );
+  // Each third grows on its own, and the growth does not fade out the way a warm-up does.
+  const sustained =
+    thirds.every(
+      (x) => x.confidence >= o.minConfidence && x.slopePerHour >= THIRD_SLOPE_SHARE * slopePerHour,
+    ) && thirds[2]!.slopePerHour >= THIRD_SLOPE_SHARE * thirds[0]!.slopePerHour;
   if (!sustained) {
     return {
       ...result,
@@ -298,6 +301,7 @@ class Window {
   head = 0;
   estimate: GrowthEstimate | undefined;
   growing = false;
+  stableSince: number | undefined;
   constructor(
     readonly name: string,
     readonly memory: boolean,
@@ -518,8 +522,14 @@ class Monitor implements TrendMonitor {
       if (e.verdict === 'growing' && !w.growing) {
         w.growing = true;
         events.push({ ...e, series: w.name, value: w.latest() });
-      } else if (e.verdict === 'stable') {
-        w.growing = false;
+        w.stableSince = undefined;
+      } else if (e.verdict === 'stable' && w.growing) {
+        // Re-armed only after a third of a window without growth, so that a leak whose verdict
+        // wobbles at the edge does not fire again and again.
+        w.stableSince ??= t;
+        if (t - w.stableSince >= this.windowMs / 3) w.growing = false;
+      } else if (e.verdict === 'growing') {
+        w.stableSince = undefined;
       }
     }
     for (const event of events) this.listeners.emit('trend', event);
