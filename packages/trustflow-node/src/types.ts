@@ -63,6 +63,8 @@ export interface NodeConfig {
   maxConnections: number;
   /** Largest file accepted, bytes. Default 4 GiB. */
   maxFileBytes: number;
+  /** Period of the memory-pressure and growth-trend checks (ms). Default 30 000. */
+  monitorIntervalMs: number;
   /** Size of the chunks this node sends, bytes (at most 10 MiB). Default 64 KiB. */
   chunkBytes: number;
   /**

@@ -27,6 +27,7 @@ export const DEFAULT_CONFIG: NodeConfig = {
   maxConnections: 400,
   maxFileBytes: 4 * 1024 ** 3,
   chunkBytes: 64 * 1024,
+  monitorIntervalMs: 30_000,
   deadlines: DEFAULT_DEADLINES,
 };
 
@@ -167,6 +168,7 @@ const topChecks: Record<string, Check> = {
   maxConnections: positive,
   maxFileBytes: positive,
   chunkBytes: integer(1, MAX_CHUNK_BYTES),
+  monitorIntervalMs: integer(100),
   metrics: (value, field) =>
     checkFields(object(value, field), field, { host: hostCheck, port: integer(0, 65_535) }),
   deadlines: (value, field) => checkFields(object(value, field), field, deadlineChecks),

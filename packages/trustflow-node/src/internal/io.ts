@@ -141,7 +141,11 @@ export class StreamReader {
         else resolve();
       };
       const onAbort = () =>
-        finish(new ProtocolError('deadline', `deadline passed while reading ${what}`));
+        finish(
+          signal?.reason instanceof ProtocolError
+            ? signal.reason
+            : new ProtocolError('deadline', `deadline passed while reading ${what}`),
+        );
       const timer = setTimeout(
         () =>
           finish(

@@ -12,7 +12,13 @@ import { ping } from '@libp2p/ping';
 import { tcp } from '@libp2p/tcp';
 import { multiaddr } from '@multiformats/multiaddr';
 import { type Counter, metrics } from '@opentelemetry/api';
-import { createResourceTracker, type ResourceHandle, type ResourceTracker } from '@trustflow/core';
+import {
+  createMemoryPressureMonitor,
+  createResourceTracker,
+  createScope,
+  createTrendMonitor,
+  type ResourceTracker,
+} from '@trustflow/core';
 import { createBufferPool } from '@trustflow/plugin-buffer-pool';
 import { createLibp2p } from 'libp2p';
 import type {
@@ -219,6 +225,8 @@ export async function createTrustflowNode(
     },
   });
   const selfId = node.peerId.toString();
+  /** Closed at shutdown after the drain: aborts every task still running. */
+  const root = createScope({ name: 'trustflow-node' });
   const pubsub = node.services.pubsub;
 
   function endEarly(stream: Stream, error: ProtocolError, peer: string, direction: string): void {
@@ -425,12 +433,19 @@ export async function createTrustflowNode(
 
   async function serveInbound(stream: Stream, connection: Connection): Promise<void> {
     const peer = connection.remotePeer.toString();
+    // Every task gets a cleanup scope: what it opens is released in reverse order on every path,
+    // and the node's root scope aborts it at shutdown.
+    await using scope = createScope({ name: 'inbound exchange', signal: root.signal });
+    let failure: ProtocolError | undefined;
     const handle = tracker.track(stream, INBOUND_SPEC);
+    scope.defer(() => handle.release(failure ? { error: failure } : undefined));
     handle.annotate({ 'libp2p.peer': peer });
     activeStreams.add(stream);
-    const limit = deadline(dl.inboundMs);
+    scope.defer(() => activeStreams.delete(stream));
+    const limit = deadline(dl.inboundMs, scope.signal);
+    scope.defer(() => limit.dispose());
     const reader = new StreamReader(stream, { idleMs: dl.idleMs, signal: limit.signal });
-    let failure: ProtocolError | undefined;
+    scope.defer(() => reader.dispose());
     try {
       const headerBytes = new Uint8Array(HEADER_SIZE);
       await reader.readExact(headerBytes, 2, 'header', 'truncated-header');
@@ -460,11 +475,6 @@ export async function createTrustflowNode(
     } catch (error) {
       failure = asProtocolError(error, 'inbound stream');
       endEarly(stream, failure, peer, 'inbound');
-    } finally {
-      reader.dispose();
-      limit.dispose();
-      activeStreams.delete(stream);
-      handle.release(failure ? { error: failure } : undefined);
     }
   }
 
@@ -523,10 +533,10 @@ export async function createTrustflowNode(
     body: (stream: Stream, signal: AbortSignal) => Promise<void>,
   ): Promise<string> {
     if (stopping) throw new Error('node is stopping');
-    const limit = deadline(totalMs);
+    await using scope = createScope({ name: 'outbound exchange', signal: root.signal });
+    const limit = deadline(totalMs, scope.signal);
+    scope.defer(() => limit.dispose());
     let stream: Stream | undefined;
-    let reader: StreamReader | undefined;
-    let handle: ResourceHandle | undefined;
     let peer = target;
     try {
       const connection = await connect(target, limit.signal);
@@ -542,38 +552,42 @@ export async function createTrustflowNode(
       } finally {
         open.dispose();
       }
-      handle = tracker.track(stream, OUTBOUND_SPEC);
+      const opened = stream;
+      const handle = tracker.track(opened, OUTBOUND_SPEC);
+      let failure: ProtocolError | undefined;
+      scope.defer(() => handle.release(failure ? { error: failure } : undefined));
       handle.annotate({ 'libp2p.peer': peer, 'trustflow.message.type': header.type });
-      activeStreams.add(stream);
-      reader = new StreamReader(stream, { idleMs: dl.idleMs, signal: limit.signal });
-      await send(stream, encodeHeader(header), limit.signal);
-      const ready = new Uint8Array(READY.length);
+      activeStreams.add(opened);
+      scope.defer(() => activeStreams.delete(opened));
+      const reader = new StreamReader(opened, { idleMs: dl.idleMs, signal: limit.signal });
+      scope.defer(() => reader.dispose());
       try {
-        await reader.readExact(ready, READY.length, 'TFREADY', 'truncated-header');
-      } catch (error) {
-        const e = asProtocolError(error, 'waiting for TFREADY');
-        if (e.reason === 'truncated-header' || e.reason === 'peer-disconnected') {
-          throw new ProtocolError('rejected', `peer refused message type ${header.type}`);
+        await send(opened, encodeHeader(header), limit.signal);
+        const ready = new Uint8Array(READY.length);
+        try {
+          await reader.readExact(ready, READY.length, 'TFREADY', 'truncated-header');
+        } catch (error) {
+          const e = asProtocolError(error, 'waiting for TFREADY');
+          if (e.reason === 'truncated-header' || e.reason === 'peer-disconnected') {
+            throw new ProtocolError('rejected', `peer refused message type ${header.type}`);
+          }
+          throw e;
         }
-        throw e;
+        if (!isReady(ready)) throw new ProtocolError('bad-header', 'peer did not answer TFREADY');
+        await body(opened, limit.signal);
+        await opened.close({ signal: limit.signal });
+        // The receiver closes its side once it has handled everything.
+        const extra = await reader.readSome(1, 'end of stream');
+        if (extra !== null) throw new ProtocolError('bad-payload', 'receiver sent unexpected data');
+        return peer;
+      } catch (error) {
+        failure = asProtocolError(error, `send to ${peer}`);
+        throw error;
       }
-      if (!isReady(ready)) throw new ProtocolError('bad-header', 'peer did not answer TFREADY');
-      await body(stream, limit.signal);
-      await stream.close({ signal: limit.signal });
-      // The receiver closes its side once it has handled everything.
-      const extra = await reader.readSome(1, 'end of stream');
-      if (extra !== null) throw new ProtocolError('bad-payload', 'receiver sent unexpected data');
-      handle.release();
-      return peer;
     } catch (error) {
       const failure = asProtocolError(error, `send to ${peer}`);
       if (stream) endEarly(stream, failure, peer, 'outbound');
-      handle?.release({ error: failure });
       throw failure.reason === 'handler-error' && error instanceof Error ? error : failure;
-    } finally {
-      reader?.dispose();
-      limit.dispose();
-      if (stream) activeStreams.delete(stream);
     }
   }
 
@@ -830,6 +844,41 @@ export async function createTrustflowNode(
   const sweepTimer = setInterval(() => cache.sweep(), Math.min(config.offerTtlMs, 60_000));
   sweepTimer.unref();
 
+  // Memory pressure (85 %, checked every 30 s like the Go node, but never forcing GC): drop
+  // expired offers and say so. Trend detection: heap, RSS, fds, every tracked kind, and the
+  // node's own cache and stream counts, with a warning when one grows in a sustained way.
+  const pressure = createMemoryPressureMonitor({
+    threshold: 0.85,
+    intervalMs: config.monitorIntervalMs,
+    meter,
+  });
+  pressure.on('pressure', (figures) => {
+    const swept = cache.sweep();
+    log('warn', 'memory pressure', {
+      ratio: Number(figures.ratio.toFixed(3)),
+      usedBytes: figures.usedBytes,
+      limitBytes: figures.limitBytes,
+      limit: figures.limitSource,
+      expiredOffersDropped: swept,
+    });
+  });
+  pressure.on('relief', (figures) =>
+    log('info', 'memory pressure relieved', { ratio: Number(figures.ratio.toFixed(3)) }),
+  );
+  const trend = createTrendMonitor({
+    tracker,
+    meter,
+    intervalMs: config.monitorIntervalMs,
+    source: () => ({ 'node.offer_cache': cache.size, 'node.active_streams': activeStreams.size }),
+  });
+  trend.on('trend', (event) =>
+    log('warn', `sustained growth of ${event.series}: ${event.reason}`, {
+      series: event.series,
+      slopePerHour: event.slopePerHour,
+      confidence: event.confidence,
+    }),
+  );
+
   for (const peer of config.peers) {
     try {
       await connect(peer);
@@ -854,10 +903,13 @@ export async function createTrustflowNode(
         waiter.reject(new Error('node is stopping'));
         pending.delete(key);
       }
+      pressure.stop();
+      trend.stop();
       const drained = await pool.drain(dl.drainMs);
-      let aborted = 0;
+      // Abort what is still running: every task scope hangs off the root scope.
+      const aborted = activeStreams.size;
+      await root.close(new ProtocolError('shutdown', 'node is stopping'));
       for (const stream of [...activeStreams]) {
-        aborted++;
         stream.abort(new ProtocolError('shutdown', 'node is stopping'));
       }
       // aborted streams fail their workers at once; wait for their cleanup to run
