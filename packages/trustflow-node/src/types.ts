@@ -72,6 +72,12 @@ export interface NodeConfig {
    * for `trustflow-node start`. Port 0 picks a free one.
    */
   metrics?: { host: string; port: number };
+  /**
+   * Turn the Trustflow plugins on for this process (async-hooks handles, fs descriptors and
+   * streams), tracked by the node's tracker. They patch process-wide functions, so turn them on
+   * in one node per process. Default false for the library, true for `trustflow-node start`.
+   */
+  instrument: boolean;
   deadlines: Deadlines;
 }
 
@@ -152,12 +158,32 @@ export interface NodeStats {
   connections: number;
 }
 
+export interface NodeHealth {
+  ok: boolean;
+  status: 'running' | 'stopping';
+  peerId: string;
+  pid: number;
+  uptimeS: number;
+  connections: number;
+  activeStreams: number;
+  workersBusy: number;
+  cachedOffers: number;
+  memoryPressure: boolean;
+}
+
 export interface StopResult {
   /** True when every worker finished within the drain deadline. */
   drained: boolean;
   /** Streams aborted because they were still open after the drain. */
   aborted: number;
   elapsedMs: number;
+  /**
+   * Tracked resources still open once everything was closed (kind and creation site), taken
+   * just before the plugins are disabled and the node's own tracker is shut down. Empty when the
+   * node cleaned up after itself. Process-wide async-hooks kinds (`timer`, `async.*`) are left
+   * out: they include handles that are not the node's, and their destroy events come late.
+   */
+  leftOpen: { kind: string; site: string | null }[];
 }
 
 export interface TrustflowNode {
@@ -180,6 +206,8 @@ export interface TrustflowNode {
   /** Sends one chunked message of any type and resolves when the receiver closed the stream. */
   sendMessage(target: Target, type: number, body: unknown, header?: Partial<Header>): Promise<void>;
   stats(): NodeStats;
+  /** What `/health` answers. */
+  health(): NodeHealth;
   /** Graceful shutdown with a deadline: drain workers, abort leftovers, stop libp2p. */
   stop(): Promise<StopResult>;
 }

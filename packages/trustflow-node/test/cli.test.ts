@@ -72,6 +72,8 @@ describe('trustflow-node CLI', () => {
         offers,
         '--log-level',
         'warn',
+        '--metrics-port',
+        '0',
       ],
       server.io,
     );
@@ -90,6 +92,9 @@ describe('trustflow-node CLI', () => {
     expect(sent.out()).toContain('sent 300000 bytes, sha256 ');
     expect(sent.out()).toContain('receiver confirmed the checksum');
     expect(sent.err()).toContain('100% 0.3/0.3 MiB');
+
+    const metricsUrl = /metrics on (\S+)\/metrics/.exec(server.out())![1]!;
+    expect(await (await fetch(`${metricsUrl}/health`)).json()).toMatchObject({ ok: true });
 
     controller.abort();
     expect(await running).toBe(0);

@@ -236,8 +236,9 @@ export function endpointFigures(samples: PromSample[]) {
     sum(samples, kind('libp2p.stream')) ?? sum(samples, kind('trustflow_node.exchange'));
   return {
     asyncResources: sum(samples, active),
-    heapUsed: sum(samples, (s) => s.name === 'v8js_memory_heap_used_bytes'),
-    heapLimit: sum(samples, (s) => s.name === 'v8js_memory_heap_limit_bytes'),
+    // The OTel Prometheus exporter writes these without a unit suffix; others add `_bytes`.
+    heapUsed: sum(samples, (s) => /^v8js_memory_heap_used(_bytes)?$/.test(s.name)),
+    heapLimit: sum(samples, (s) => /^v8js_memory_heap_limit(_bytes)?$/.test(s.name)),
     activeStreams: streams,
     serviceCache: sum(samples, (s) => s.name === 'trustflow_node_offer_cache_size'),
   };

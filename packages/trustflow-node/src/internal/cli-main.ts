@@ -38,6 +38,9 @@ Options:
   --data-dir DIR      peer key and received files (default ~/.trustflow-node)
   --offers FILE       JSON array of service offers
   --peer MULTIADDR    dial this peer at start (repeatable)
+  --metrics-port N    port of the /metrics, /report and /health server on 127.0.0.1
+                      (default 9464; 0 picks a free one)
+  --no-metrics        no metrics server
   --log-level LEVEL   debug, info (default), warn or error
   -h, --help          this help
 `,
@@ -139,9 +142,14 @@ async function start(args: string[], io: CliIo): Promise<number> {
       offers: { type: 'string' },
       peer: { type: 'string', multiple: true },
       'log-level': { type: 'string', default: 'info' },
+      'metrics-port': { type: 'string' },
+      'no-metrics': { type: 'boolean', default: false },
     },
   });
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+  if (values['no-metrics'] && values['metrics-port'] !== undefined) {
+    throw new UsageError('--metrics-port and --no-metrics exclude each other');
+  }
   const level = values['log-level'] as (typeof LEVELS)[number];
   if (!LEVELS.includes(level))
     throw new UsageError(`--log-level must be one of ${LEVELS.join(', ')}`);
@@ -153,16 +161,24 @@ async function start(args: string[], io: CliIo): Promise<number> {
     offersFile: values.offers,
     peers: values.peer,
   });
+  const metricsPort = int(values['metrics-port'], '--metrics-port');
   const options: TrustflowNodeOptions = {
     dataDir: join(homedir(), '.trustflow-node'),
+    metrics: { host: '127.0.0.1', port: 9464 },
+    instrument: true,
     ...fromFile,
     ...flags,
     logger: makeLogger(io, level),
   };
+  if (metricsPort !== undefined) {
+    options.metrics = validateConfig({ metrics: { host: '127.0.0.1', port: metricsPort } }).metrics;
+  }
+  if (values['no-metrics']) options.metrics = undefined;
   const node = await createTrustflowNode(options);
   const addresses = node.multiaddrs();
   io.stdout.write(`peer id ${node.peerId}\n`);
   for (const address of addresses) io.stdout.write(`listening on ${address}\n`);
+  if (node.metricsUrl) io.stdout.write(`metrics on ${node.metricsUrl}/metrics\n`);
   io.onListening?.(addresses);
   await new Promise<void>((resolve) => {
     if (!io.signal || io.signal.aborted) {

@@ -28,6 +28,7 @@ export const DEFAULT_CONFIG: NodeConfig = {
   maxFileBytes: 4 * 1024 ** 3,
   chunkBytes: 64 * 1024,
   monitorIntervalMs: 30_000,
+  instrument: false,
   deadlines: DEFAULT_DEADLINES,
 };
 
@@ -169,6 +170,8 @@ const topChecks: Record<string, Check> = {
   maxFileBytes: positive,
   chunkBytes: integer(1, MAX_CHUNK_BYTES),
   monitorIntervalMs: integer(100),
+  instrument: (value, field) =>
+    typeof value === 'boolean' ? value : fail(field, 'true or false', value),
   metrics: (value, field) =>
     checkFields(object(value, field), field, { host: hostCheck, port: integer(0, 65_535) }),
   deadlines: (value, field) => checkFields(object(value, field), field, deadlineChecks),

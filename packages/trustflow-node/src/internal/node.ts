@@ -13,13 +13,16 @@ import { tcp } from '@libp2p/tcp';
 import { multiaddr } from '@multiformats/multiaddr';
 import { type Counter, metrics } from '@opentelemetry/api';
 import {
+  createAsyncHooksSource,
   createMemoryPressureMonitor,
+  createPluginHost,
   createResourceTracker,
   createScope,
   createTrendMonitor,
   type ResourceTracker,
 } from '@trustflow/core';
 import { createBufferPool } from '@trustflow/plugin-buffer-pool';
+import { fsPlugin } from '@trustflow/plugin-fs';
 import { createLibp2p } from 'libp2p';
 import type {
   FoundOffer,
@@ -28,6 +31,7 @@ import type {
   LookupOptions,
   MessageHandler,
   NodeConfig,
+  NodeHealth,
   NodeStats,
   SendFileOptions,
   SendFileResult,
@@ -39,6 +43,7 @@ import type {
 } from '../types.js';
 import { type ChunkBuffers, poolBuffers } from './buffers.js';
 import { loadOffersFile, resolveConfig } from './config.js';
+import { type Endpoint, startEndpoint } from './endpoint.js';
 import { asProtocolError, StreamReader, send } from './io.js';
 import { matchesOffer, OfferCache } from './offers.js';
 import {
@@ -158,9 +163,27 @@ export async function createTrustflowNode(
 ): Promise<TrustflowNode> {
   const config: NodeConfig = resolveConfig(options);
   const log: Logger = options.logger ?? defaultLogger;
+  const started = Date.now();
+  // Metrics, report and health on one loopback server (when configured).
+  let healthNow: () => NodeHealth = () => {
+    throw new Error('node is starting');
+  };
+  const endpoint: Endpoint | undefined = config.metrics
+    ? await startEndpoint({
+        host: config.metrics.host,
+        port: config.metrics.port,
+        health: () => healthNow(),
+        report: () => tracker.report(),
+      })
+    : undefined;
+  const meter = options.meter ?? endpoint?.meter ?? metrics.getMeter('trustflow-node');
   const ownTracker = options.tracker === undefined;
-  const tracker: ResourceTracker = options.tracker ?? createResourceTracker();
-  const meter = options.meter ?? metrics.getMeter('trustflow-node');
+  const tracker: ResourceTracker =
+    options.tracker ?? createResourceTracker({ meter, scanIntervalMs: 60_000 });
+  const plugins = config.instrument
+    ? createPluginHost({ tracker, meter }, [createAsyncHooksSource(), fsPlugin()])
+    : undefined;
+  plugins?.enable();
   // Chunk buffers: headers and small messages, the 64 KiB chunks this node sends and its file
   // write buffer, and 1 MiB for larger chunks from other implementations. A chunk over 1 MiB
   // (up to the protocol's 10 MiB) gets a buffer of its own that the pool does not keep.
@@ -923,22 +946,56 @@ export async function createTrustflowNode(
       cache.clear();
       answered.clear();
       bufferPool.close();
+      try {
+        await endpoint?.close();
+      } catch (error) {
+        log('error', 'metrics endpoint did not close cleanly', { error: String(error) });
+      }
+      // Taken before the plugins go. Timers and other async-hooks handles are left out: that
+      // source sees every handle of the process (not only the node's), and their destroy events
+      // arrive late (a closed FileHandle's on GC), so they would be noise here.
+      const leftOpen = tracker.isShutdown
+        ? []
+        : tracker
+            .snapshot()
+            .resources.filter((r) => r.kind !== 'timer' && !r.kind.startsWith('async.'))
+            .map((r) => ({ kind: r.kind, site: r.site }));
+      plugins?.disable();
+      if (leftOpen.length > 0) log('warn', 'resources still open after stop', { leftOpen });
       if (ownTracker) tracker.shutdown();
       const elapsedMs = performance.now() - started;
       log('info', 'node stopped', { drained, aborted, elapsedMs: Math.round(elapsedMs) });
-      return { drained, aborted, elapsedMs };
+      return { drained, aborted, elapsedMs, leftOpen };
     })();
     return stopped;
   }
 
-  log('info', 'node started', { peerId: selfId, listen: node.getMultiaddrs().map(String) });
+  healthNow = () => ({
+    ok: !stopping,
+    status: stopping ? 'stopping' : 'running',
+    peerId: selfId,
+    pid: process.pid,
+    uptimeS: Math.round((Date.now() - started) / 1000),
+    connections: node.getConnections().length,
+    activeStreams: activeStreams.size,
+    workersBusy: pool.busy,
+    cachedOffers: cache.size,
+    memoryPressure: pressure.underPressure,
+  });
+
+  log('info', 'node started', {
+    peerId: selfId,
+    listen: node.getMultiaddrs().map(String),
+    ...(endpoint ? { metrics: `${endpoint.url}/metrics` } : {}),
+  });
 
   return {
     peerId: selfId,
     libp2p: node as unknown as Libp2p,
     tracker,
     config,
-    metricsUrl: null,
+    metricsUrl: endpoint ? endpoint.url : null,
+    health: () => healthNow(),
     multiaddrs: () => node.getMultiaddrs().map((m) => m.toString()),
     dial: async (target) => {
       await connect(target);
