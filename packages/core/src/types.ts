@@ -208,6 +208,17 @@ export interface ResourceTracker {
    * when not sampled.
    */
   captureSite(kind: string): CreationSite;
+  /**
+   * Runs `fn` as instrumentation rather than application: resources created while it runs are not
+   * tracked, nor (where the async-hooks source runs) resources created later by what it started,
+   * such as an exporter's server, its connections and its timers. Returns what `fn` returns.
+   */
+  untracked<R>(fn: () => R): R;
+  /**
+   * Never tracks this object. If it is an async resource (it has `getAsyncId()`, like a server's
+   * `_handle`), resources created in its callbacks are not tracked either.
+   */
+  ignore(resource: object): void;
   report(options?: ReportOptions): Report;
   snapshot(): Snapshot;
   /** Listen for leaks as they are found. Returns an unsubscribe function. */

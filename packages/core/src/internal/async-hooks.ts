@@ -92,11 +92,23 @@ export function createAsyncHooksSource(options: AsyncHooksSourceOptions = {}): T
       };
       const handles = new Map<number, ResourceHandle>();
       const servers = new WeakMap<object, ResourceHandle>();
+      // Instrumentation's own resources (see tracker.untracked()): created inside untracked(), or
+      // triggered by one of them (a server's connections, a timer's callbacks...). Not tracked.
+      const internal = (ctx.tracker as Partial<Record<typeof kInternal, Tracker>>)[kInternal];
+      const owned = internal?.ownedIds;
       let busy = false;
       const hook = createHook({
         trackPromises: false,
-        init(asyncId: number, type: string, _trigger: number, resource: object) {
-          if (busy || !types.has(type)) return;
+        init(asyncId: number, type: string, trigger: number, resource: object) {
+          if (busy) return;
+          if (
+            owned !== undefined &&
+            (internal!.isQuiet || (owned.size !== 0 && owned.has(trigger)))
+          ) {
+            owned.add(asyncId);
+            return;
+          }
+          if (!types.has(type)) return;
           busy = true;
           try {
             const handle = ctx.tracker.track(resource, specFor(type) as never);
@@ -110,6 +122,7 @@ export function createAsyncHooksSource(options: AsyncHooksSourceOptions = {}): T
           }
         },
         destroy(asyncId: number) {
+          if (owned !== undefined && owned.size !== 0 && owned.delete(asyncId)) return;
           const handle = handles.get(asyncId);
           if (handle === undefined) return;
           handles.delete(asyncId);
@@ -122,6 +135,7 @@ export function createAsyncHooksSource(options: AsyncHooksSourceOptions = {}): T
         hook.disable();
         for (const handle of handles.values()) handle.release();
         handles.clear();
+        owned?.clear();
       };
     },
   });

@@ -1,3 +1,4 @@
+import { executionAsyncId } from 'node:async_hooks';
 import {
   context,
   metrics,
@@ -226,6 +227,15 @@ export class Tracker implements ResourceTracker {
   private overflow = 0;
   private droppedGroups = 0;
   private shut = false;
+  /** Depth of `untracked()` calls running now. */
+  private quiet = 0;
+  private readonly ignored = new WeakSet<object>();
+  private ignoring = false;
+  /**
+   * Async ids of instrumentation's own async resources: what runs in their callbacks is not the
+   * application's. Filled by `ignore()` and by the async-hooks source, which also empties it.
+   */
+  readonly ownedIds = new Set<number>();
 
   constructor(options: ResourceTrackerOptions = {}) {
     this.mode = pick(options.stacks, DEFAULTS.stacks);
@@ -268,8 +278,46 @@ export class Tracker implements ResourceTracker {
     return this.shut;
   }
 
+  /** True inside `untracked()`. */
+  get isQuiet(): boolean {
+    return this.quiet > 0;
+  }
+
+  untracked<R>(fn: () => R): R {
+    this.quiet++;
+    try {
+      return fn();
+    } finally {
+      this.quiet--;
+    }
+  }
+
+  ignore(resource: object): void {
+    if (resource === null || (typeof resource !== 'object' && typeof resource !== 'function')) {
+      return;
+    }
+    this.ignored.add(resource);
+    this.ignoring = true;
+    try {
+      const id = (resource as { getAsyncId?: () => number }).getAsyncId?.();
+      // 1 is the top level: everything would look owned.
+      if (typeof id === 'number' && id > 1) this.ownedIds.add(id);
+    } catch (error) {
+      this.errors.report('tracker.ignore', error);
+    }
+  }
+
+  /** A resource created now belongs to instrumentation, not to the application. */
+  private isOwned(resource: unknown): boolean {
+    if (this.quiet > 0) return true;
+    if (this.ownedIds.size !== 0 && this.ownedIds.has(executionAsyncId())) return true;
+    return this.ignoring && typeof resource === 'object' && resource !== null
+      ? this.ignored.has(resource)
+      : false;
+  }
+
   track<T>(resource: T, spec: TrackOptions<T>): ResourceHandle {
-    if (this.shut) return DETACHED;
+    if (this.shut || this.isOwned(resource)) return DETACHED;
     try {
       return this.trackUnsafe(resource, spec);
     } catch (error) {
