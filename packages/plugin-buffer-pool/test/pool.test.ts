@@ -1,12 +1,11 @@
 import { setImmediate as tick } from 'node:timers/promises';
-import type { MetricData } from '@opentelemetry/sdk-metrics';
 import {
   createResourceTracker,
   type LeakEvent,
   type ResourceTracker,
   type ResourceTrackerOptions,
 } from '@trustflow/core';
-import { collectGarbage, createMetricsHarness } from '@trustflow/test-utils';
+import { collectGarbage, createMetricsHarness, type MetricsHarness } from '@trustflow/test-utils';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   type BufferPool,
@@ -415,7 +414,7 @@ describe('leaks', () => {
 });
 
 describe('metrics', () => {
-  function points(metric: MetricData | undefined) {
+  function points(metric: Awaited<ReturnType<MetricsHarness['find']>>) {
     return (metric?.dataPoints ?? []).map((d) => ({ attributes: d.attributes, value: d.value }));
   }
 
