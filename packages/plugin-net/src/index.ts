@@ -1,1 +1,2 @@
-export {};
+export { netPlugin } from './internal/plugin.js';
+export type { NetPluginOptions } from './types.js';

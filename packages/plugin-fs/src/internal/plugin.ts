@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import {
   type Attributes,
   type CreationSite,
@@ -16,8 +17,26 @@ import { fdPosition, hasProcFd, isOpenFd, listOpenFds, type OpenFd } from './inv
 import { fdProviders } from './registry.js';
 import { LiveSet, likeOriginal, pathString } from './wrap.js';
 
-/** This package's src/ (or dist/) folder: its frames are cut from creation stacks. */
-const PACKAGE_DIR = fileURLToPath(new URL('..', import.meta.url));
+/**
+ * Folders whose frames are instrumentation, cut from creation stacks: this package's and
+ * @trustflow/core's src/ and dist/ (both, since with source maps a frame of dist/ is shown at
+ * its source in src/). Not the package roots: their test/ folders are user code.
+ */
+const INTERNAL_PATHS = internalPaths();
+
+function internalPaths(): string[] {
+  const roots = [new URL('../../', import.meta.url)];
+  try {
+    const core = createRequire(import.meta.url).resolve('@trustflow/core');
+    roots.push(new URL('../', pathToFileURL(core)));
+  } catch {
+    // core resolves for us in every real install; the cut is a nicety
+  }
+  return roots.flatMap((root) => [
+    fileURLToPath(new URL('src/', root)),
+    fileURLToPath(new URL('dist/', root)),
+  ]);
+}
 
 export const KIND_FD = 'fs.fd';
 export const KIND_FILEHANDLE = 'fs.filehandle';
@@ -120,7 +139,7 @@ export function fsPlugin(init?: FsPluginOptions): TrustflowPlugin {
   const options = readOptions(init);
   return definePlugin({
     name: 'fs',
-    internalPaths: [PACKAGE_DIR],
+    internalPaths: INTERNAL_PATHS,
     setup: (ctx) => setup(ctx, options),
   });
 }
@@ -203,11 +222,15 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
   }
 
   function onFileHandleClose(this: object): void {
-    const owner = fileHandleOwners.get(this);
-    if (owner === undefined) return;
-    fileHandleOwners.delete(this);
-    if (owners.get(owner.fd) === owner) owners.delete(owner.fd);
-    if (!owner.handle.released) releaseOwner(owner, undefined);
+    try {
+      const owner = fileHandleOwners.get(this);
+      if (owner === undefined) return;
+      fileHandleOwners.delete(this);
+      if (owners.get(owner.fd) === owner) owners.delete(owner.fd);
+      if (!owner.handle.released) releaseOwner(owner, undefined);
+    } catch (error) {
+      ctx.reportError('FileHandle close', error);
+    }
   }
 
   function trackFileHandle(fh: unknown, path: unknown, site: CreationSite | undefined): void {
@@ -248,11 +271,15 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
   }
 
   function finishStream(this: object): void {
-    const owner = streamOwners.get(this);
-    if (owner === undefined) return;
-    streamOwners.delete(this);
-    if (owners.get(owner.fd) === owner) owners.delete(owner.fd);
-    if (!owner.handle.released) releaseOwner(owner, undefined);
+    try {
+      const owner = streamOwners.get(this);
+      if (owner === undefined) return;
+      streamOwners.delete(this);
+      if (owners.get(owner.fd) === owner) owners.delete(owner.fd);
+      if (!owner.handle.released) releaseOwner(owner, undefined);
+    } catch (error) {
+      ctx.reportError('stream close', error);
+    }
   }
 
   function trackStream(
@@ -340,7 +367,7 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
   }
 
   function onWatcherClose(this: object): void {
-    releaseWatcher(this);
+    safely('watcher close', () => releaseWatcher(this));
   }
 
   /**
