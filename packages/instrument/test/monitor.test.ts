@@ -80,7 +80,7 @@ describe('trustflow monitor', () => {
       expect(cells.at(-1)).toBe('');
       expect(cells[col('async_resources')]).toBe('6');
       expect(cells[col('heap_used_mb')]).toBe('5.00');
-      expect(cells[col('heap_limit_mb')]).toBe('64.00');
+      expect(cells[col('heap_total_mb')]).toBe('64.00');
       expect(cells[col('active_streams')]).toBe('3');
       expect(cells[col('service_cache')]).toBe('4');
       expect(cells[col('error')]).toBe('');

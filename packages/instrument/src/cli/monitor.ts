@@ -11,8 +11,9 @@ import { parseArgs } from 'node:util';
  *   the number of resources the process's Trustflow tracker holds open (every
  *   `trustflow_resource_active` series summed), read from its metrics endpoint; it is empty
  *   without one. `threads` stays the OS thread count (V8 and libuv pool threads).
- * - heap_allocs / heap_inuse_mb: `heap_used_mb` (V8 heap in use) and `heap_limit_mb` (the sum of
- *   the heap spaces' limits) from the metrics endpoint (empty without one).
+ * - heap_allocs / heap_inuse_mb: `heap_used_mb` (V8 heap in use) and `heap_total_mb` (the heap
+ *   V8 has reserved, all spaces) from the metrics endpoint (empty without one). Node exposes no
+ *   allocation count, so there is no heap_allocs.
  * - active_streams and service_cache come from the endpoint too (libp2p streams, the
  *   trustflow-node offer cache). The Go script wrote 0 there when it did not know; an unknown
  *   figure is an empty cell here, never a 0.
@@ -34,7 +35,7 @@ export const MONITOR_COLUMNS = [
   'tcp_connections',
   'async_resources',
   'heap_used_mb',
-  'heap_limit_mb',
+  'heap_total_mb',
   'active_streams',
   'service_cache',
   'error',
@@ -54,7 +55,7 @@ Options:
   --max-size SIZE    rotate FILE to FILE.1 (FILE.1 to FILE.2 ... up to 5) past this size:
                      512KB, 10MB, 1GB (default 10MB)
   --metrics-url URL  the process's Prometheus endpoint (e.g. http://127.0.0.1:9464/metrics):
-                     fills async_resources, heap_used_mb, heap_limit_mb,
+                     fills async_resources, heap_used_mb, heap_total_mb,
                      active_streams and service_cache
   --count N          stop after N rows
   -h, --help         this help
@@ -238,7 +239,7 @@ export function endpointFigures(samples: PromSample[]) {
     asyncResources: sum(samples, active),
     // The OTel Prometheus exporter writes these without a unit suffix; others add `_bytes`.
     heapUsed: sum(samples, (s) => /^v8js_memory_heap_used(_bytes)?$/.test(s.name)),
-    heapLimit: sum(samples, (s) => /^v8js_memory_heap_limit(_bytes)?$/.test(s.name)),
+    heapTotal: sum(samples, (s) => /^v8js_memory_heap_space_size(_bytes)?$/.test(s.name)),
     activeStreams: streams,
     serviceCache: sum(samples, (s) => s.name === 'trustflow_node_offer_cache_size'),
   };
@@ -292,7 +293,7 @@ export function createSampler(pid: number, metricsUrl?: string, scrapeTimeoutMs 
           const f = endpointFigures(await scrape(metricsUrl, scrapeTimeoutMs));
           row.async_resources = f.asyncResources === null ? '' : String(f.asyncResources);
           row.heap_used_mb = f.heapUsed === null ? '' : fixed(f.heapUsed / MB, 2);
-          row.heap_limit_mb = f.heapLimit === null ? '' : fixed(f.heapLimit / MB, 2);
+          row.heap_total_mb = f.heapTotal === null ? '' : fixed(f.heapTotal / MB, 2);
           row.active_streams = f.activeStreams === null ? '' : String(f.activeStreams);
           row.service_cache = f.serviceCache === null ? '' : String(f.serviceCache);
         } catch (error) {
