@@ -1,9 +1,22 @@
 import { writeFile } from 'node:fs/promises';
+import { get } from 'node:http';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { plainNode, startNode, stopAll } from './helpers.js';
 
 afterEach(stopAll);
+
+/** GET without keep-alive: the test's own client socket is closed when the answer is read. */
+function fetchOnce(url: string): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    get(url, { agent: false, headers: { connection: 'close' } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk) => (text += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+    }).on('error', reject);
+  });
+}
 
 describe('metrics, report and health endpoint; plugins on', () => {
   it('serves /metrics, /report and /health on loopback, and leaves nothing open after stop', async () => {
@@ -22,9 +35,9 @@ describe('metrics, report and health endpoint; plugins on', () => {
     expect((await b.node.sendFile(a.address, file)).verified).toBe(true);
     expect(await b.node.lookup('thing', { timeoutMs: 5_000, peers: 1 })).toHaveLength(1);
 
-    const health = await fetch(`${url}/health`);
+    const health = await fetchOnce(`${url}/health`);
     expect(health.status).toBe(200);
-    expect(await health.json()).toMatchObject({
+    expect(JSON.parse(health.text)).toMatchObject({
       ok: true,
       status: 'running',
       peerId: a.node.peerId,
@@ -32,7 +45,7 @@ describe('metrics, report and health endpoint; plugins on', () => {
       connections: 1,
       activeStreams: 0,
     });
-    const metrics = await (await fetch(`${url}/metrics`)).text();
+    const metrics = (await fetchOnce(`${url}/metrics`)).text;
     expect(metrics).toMatch(
       /^trustflow_resource_opened_total\{direction="inbound",trustflow_resource_kind="trustflow_node.exchange"[^}]*\} [1-9]/m,
     );
@@ -43,15 +56,15 @@ describe('metrics, report and health endpoint; plugins on', () => {
       /^trustflow_node_message_served(_total)?\{trustflow_message_type="File"[^}]*\} 1/m,
     );
     expect(metrics).toMatch(/^v8js_memory_heap_used\{/m);
-    const report = await (await fetch(`${url}/report`)).json();
+    const report = JSON.parse((await fetchOnce(`${url}/report`)).text);
     expect(report).toMatchObject({ schema: 'trustflow.report/v1', pid: process.pid });
-    expect((await fetch(`${url}/debug/pprof`)).status).toBe(404);
+    expect((await fetchOnce(`${url}/debug/pprof`)).status).toBe(404);
 
     // everything else in this process first, so that only the node's own resources remain
     await b.node.stop();
     const result = await a.node.stop();
     expect(result.drained).toBe(true);
-    await expect(fetch(`${url}/health`)).rejects.toThrow();
+    await expect(fetchOnce(`${url}/health`)).rejects.toThrow('ECONNREFUSED');
     expect(result.leftOpen).toEqual([]);
   });
 

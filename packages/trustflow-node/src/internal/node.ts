@@ -23,6 +23,8 @@ import {
 } from '@trustflow/core';
 import { createBufferPool } from '@trustflow/plugin-buffer-pool';
 import { fsPlugin } from '@trustflow/plugin-fs';
+import { libp2pMetrics, withStream } from '@trustflow/plugin-libp2p';
+import { netPlugin } from '@trustflow/plugin-net';
 import { createLibp2p } from 'libp2p';
 import type {
   FoundOffer,
@@ -43,7 +45,7 @@ import type {
 } from '../types.js';
 import { type ChunkBuffers, poolBuffers } from './buffers.js';
 import { loadOffersFile, resolveConfig } from './config.js';
-import { type Endpoint, startEndpoint } from './endpoint.js';
+import { createEndpoint, type Endpoint } from './endpoint.js';
 import { asProtocolError, StreamReader, send } from './io.js';
 import { matchesOffer, OfferCache } from './offers.js';
 import {
@@ -168,22 +170,27 @@ export async function createTrustflowNode(
   let healthNow: () => NodeHealth = () => {
     throw new Error('node is starting');
   };
-  const endpoint: Endpoint | undefined = config.metrics
-    ? await startEndpoint({
-        host: config.metrics.host,
-        port: config.metrics.port,
-        health: () => healthNow(),
-        report: () => tracker.report(),
-      })
-    : undefined;
+  const endpoint: Endpoint | undefined = config.metrics ? createEndpoint() : undefined;
   const meter = options.meter ?? endpoint?.meter ?? metrics.getMeter('trustflow-node');
   const ownTracker = options.tracker === undefined;
   const tracker: ResourceTracker =
     options.tracker ?? createResourceTracker({ meter, scanIntervalMs: 60_000 });
   const plugins = config.instrument
-    ? createPluginHost({ tracker, meter }, [createAsyncHooksSource(), fsPlugin()])
+    ? createPluginHost({ tracker, meter }, [createAsyncHooksSource(), fsPlugin(), netPlugin()])
     : undefined;
   plugins?.enable();
+  let metricsUrl: string | null = null;
+  if (endpoint && config.metrics) {
+    metricsUrl = await endpoint.listen({
+      host: config.metrics.host,
+      port: config.metrics.port,
+      health: () => healthNow(),
+      report: () => tracker.report(),
+      // the endpoint is instrumentation, not the node: its server and connections are not tracked
+      wrap: (fn) => tracker.untracked(fn),
+      onServer: (server) => tracker.ignore(server),
+    });
+  }
   // Chunk buffers: headers and small messages, the 64 KiB chunks this node sends and its file
   // write buffer, and 1 MiB for larger chunks from other implementations. A chunk over 1 MiB
   // (up to the protocol's 10 MiB) gets a buffer of its own that the pool does not keep.
@@ -241,6 +248,8 @@ export async function createTrustflowNode(
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionManager: { maxConnections: config.maxConnections, dialTimeout: dl.dialMs },
+    // connections and protocol streams become tracked resources (libp2p.connection/.stream)
+    metrics: libp2pMetrics({ tracker, meter }),
     services: {
       identify: identify(),
       ping: ping(),
@@ -470,31 +479,41 @@ export async function createTrustflowNode(
     const reader = new StreamReader(stream, { idleMs: dl.idleMs, signal: limit.signal });
     scope.defer(() => reader.dispose());
     try {
-      const headerBytes = new Uint8Array(HEADER_SIZE);
-      await reader.readExact(headerBytes, 2, 'header', 'truncated-header');
-      checkType(headerType(headerBytes));
-      await reader.readExact(
-        headerBytes.subarray(2),
-        HEADER_SIZE - 2,
-        'header',
-        'truncated-header',
+      // withStream ends the stream exactly once: close() when this succeeds, abort() on a throw
+      // or when the deadline (or shutdown) aborts the signal.
+      await withStream(
+        stream,
+        async (s, signal) => {
+          const headerBytes = new Uint8Array(HEADER_SIZE);
+          await reader.readExact(headerBytes, 2, 'header', 'truncated-header');
+          checkType(headerType(headerBytes));
+          await reader.readExact(
+            headerBytes.subarray(2),
+            HEADER_SIZE - 2,
+            'header',
+            'truncated-header',
+          );
+          const header = decodeHeader(headerBytes);
+          if (!accepts(header.type)) {
+            throw new ProtocolError(
+              'unhandled-type',
+              `message type ${header.type} is not served here`,
+            );
+          }
+          handle.annotate({ 'trustflow.message.type': header.type });
+          await send(s, READY, signal);
+          if (header.type === MessageType.File) {
+            await receiveFile(reader, header, peer);
+          } else {
+            const body = await readJson(reader);
+            await dispatchMessage({ header, peerId: peer, body });
+          }
+          const name = TYPE_NAMES[header.type] ?? String(header.type);
+          served[name] = (served[name] ?? 0) + 1;
+          servedCounter.add(1, { 'trustflow.message.type': name });
+        },
+        { signal: limit.signal },
       );
-      const header = decodeHeader(headerBytes);
-      if (!accepts(header.type)) {
-        throw new ProtocolError('unhandled-type', `message type ${header.type} is not served here`);
-      }
-      handle.annotate({ 'trustflow.message.type': header.type });
-      await send(stream, READY, limit.signal);
-      if (header.type === MessageType.File) {
-        await receiveFile(reader, header, peer);
-      } else {
-        const body = await readJson(reader);
-        await dispatchMessage({ header, peerId: peer, body });
-      }
-      const name = TYPE_NAMES[header.type] ?? String(header.type);
-      served[name] = (served[name] ?? 0) + 1;
-      servedCounter.add(1, { 'trustflow.message.type': name });
-      await stream.close({ signal: limit.signal });
     } catch (error) {
       failure = asProtocolError(error, 'inbound stream');
       endEarly(stream, failure, peer, 'inbound');
@@ -585,20 +604,28 @@ export async function createTrustflowNode(
       const reader = new StreamReader(opened, { idleMs: dl.idleMs, signal: limit.signal });
       scope.defer(() => reader.dispose());
       try {
-        await send(opened, encodeHeader(header), limit.signal);
-        const ready = new Uint8Array(READY.length);
-        try {
-          await reader.readExact(ready, READY.length, 'TFREADY', 'truncated-header');
-        } catch (error) {
-          const e = asProtocolError(error, 'waiting for TFREADY');
-          if (e.reason === 'truncated-header' || e.reason === 'peer-disconnected') {
-            throw new ProtocolError('rejected', `peer refused message type ${header.type}`);
-          }
-          throw e;
-        }
-        if (!isReady(ready)) throw new ProtocolError('bad-header', 'peer did not answer TFREADY');
-        await body(opened, limit.signal);
-        await opened.close({ signal: limit.signal });
+        // header, TFREADY, payload; withStream then closes our write side (or aborts on failure)
+        await withStream(
+          opened,
+          async (s, signal) => {
+            await send(s, encodeHeader(header), signal);
+            const ready = new Uint8Array(READY.length);
+            try {
+              await reader.readExact(ready, READY.length, 'TFREADY', 'truncated-header');
+            } catch (error) {
+              const e = asProtocolError(error, 'waiting for TFREADY');
+              if (e.reason === 'truncated-header' || e.reason === 'peer-disconnected') {
+                throw new ProtocolError('rejected', `peer refused message type ${header.type}`);
+              }
+              throw e;
+            }
+            if (!isReady(ready)) {
+              throw new ProtocolError('bad-header', 'peer did not answer TFREADY');
+            }
+            await body(s, signal);
+          },
+          { signal: limit.signal },
+        );
         // The receiver closes its side once it has handled everything.
         const extra = await reader.readSome(1, 'end of stream');
         if (extra !== null) throw new ProtocolError('bad-payload', 'receiver sent unexpected data');
@@ -986,7 +1013,7 @@ export async function createTrustflowNode(
   log('info', 'node started', {
     peerId: selfId,
     listen: node.getMultiaddrs().map(String),
-    ...(endpoint ? { metrics: `${endpoint.url}/metrics` } : {}),
+    ...(metricsUrl ? { metrics: `${metricsUrl}/metrics` } : {}),
   });
 
   return {
@@ -994,7 +1021,7 @@ export async function createTrustflowNode(
     libp2p: node as unknown as Libp2p,
     tracker,
     config,
-    metricsUrl: endpoint ? endpoint.url : null,
+    metricsUrl,
     health: () => healthNow(),
     multiaddrs: () => node.getMultiaddrs().map((m) => m.toString()),
     dial: async (target) => {
