@@ -10,7 +10,12 @@ import { definePlugin } from './plugins.js';
 import type { CapturedStack } from './stacks.js';
 import { kInternal, type Tracker } from './tracker.js';
 
-/** Long-lived handle types. Never PROMISE, never short request wraps. */
+/**
+ * Long-lived handle types. Never PROMISE, never short request wraps. The HTTP parser types
+ * (HTTPINCOMINGMESSAGE, HTTPCLIENTREQUEST) are left out: parsers are pooled and reused across
+ * requests, so they look open long after their request ended; the socket underneath (TCPWRAP) is
+ * the resource that leaks. Pass `types` to add them.
+ */
 export const DEFAULT_ASYNC_TYPES: readonly string[] = [
   'Timeout',
   'TCPWRAP',
@@ -27,8 +32,6 @@ export const DEFAULT_ASYNC_TYPES: readonly string[] = [
   'ZLIB',
   'WORKER',
   'MESSAGEPORT',
-  'HTTPINCOMINGMESSAGE',
-  'HTTPCLIENTREQUEST',
 ];
 
 let support: boolean | undefined;
