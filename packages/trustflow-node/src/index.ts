@@ -1,5 +1,4 @@
 export { ConfigError, loadConfigFile, loadOffersFile, validateConfig } from './internal/config.js';
-export { createTrustflowNode } from './internal/node.js';
 export {
   decodeHeader,
   encodeChunkLength,
@@ -13,6 +12,15 @@ export {
   ProtocolError,
   READY,
 } from './internal/protocol.js';
+
+import { createTrustflowNode as create } from './internal/node.js';
+import type { TrustflowNode, TrustflowNodeOptions } from './types.js';
+
+/** Creates and starts a node. Bad options throw a ConfigError naming the field. */
+export function createTrustflowNode(options?: TrustflowNodeOptions): Promise<TrustflowNode> {
+  return create(options);
+}
+
 export type {
   Deadlines,
   FoundOffer,
@@ -23,6 +31,7 @@ export type {
   LookupOptions,
   MessageHandler,
   NodeConfig,
+  NodeHealth,
   NodeStats,
   SendFileOptions,
   SendFileResult,

@@ -100,6 +100,23 @@ describe('bad input ends only its own stream', () => {
     await expectStillServing();
   });
 
+  it('a payload past the per-stream limit', async () => {
+    // the protocol's limit is 100 MiB; this node is started with 64 KiB to keep the test small
+    const small = await startNode({}, { maxStreamBytes: 64 * 1024 });
+    server = small;
+    const from = small.log.lines.length;
+    const stream = await openRaw(client, small.address);
+    stream.send(header(MessageType.ServiceRequest, clientId));
+    await waitForReady(stream);
+    for (let i = 0; i < 3; i++) {
+      stream.send(encodeChunkLength(30 * 1024));
+      stream.send(new Uint8Array(30 * 1024));
+    }
+    expect(await closed(stream)).toBeDefined();
+    await expectEndedOnly('oversize-stream', from);
+    await expectStillServing();
+  });
+
   it('a stream that stalls mid-chunk', async () => {
     const from = server.log.lines.length;
     const stream = await openRaw(client, server.address);

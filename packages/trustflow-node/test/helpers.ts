@@ -9,7 +9,6 @@ import { multiaddr } from '@multiformats/multiaddr';
 import { createResourceTracker, type ResourceTracker } from '@trustflow/core';
 import { createLibp2p } from 'libp2p';
 import {
-  createTrustflowNode,
   encodeChunkLength,
   encodeHeader,
   type Header,
@@ -18,6 +17,7 @@ import {
   type TrustflowNode,
   type TrustflowNodeOptions,
 } from '../src/index.js';
+import { createTrustflowNode, type NodeInternals } from '../src/internal/node.js';
 
 export interface LogLine {
   level: LogLevel;
@@ -60,18 +60,24 @@ export interface TestNode {
 
 const cleanups: (() => Promise<void>)[] = [];
 
-export async function startNode(options: TrustflowNodeOptions = {}): Promise<TestNode> {
+export async function startNode(
+  options: TrustflowNodeOptions = {},
+  internals: NodeInternals = {},
+): Promise<TestNode> {
   const log = captureLog();
   const tracker = createResourceTracker({ scanIntervalMs: 0 });
   const dataDir = await mkdtemp(join(tmpdir(), 'tf-node-'));
-  const node = await createTrustflowNode({
-    port: 0,
-    dataDir,
-    logger: log.logger,
-    tracker,
-    ...options,
-    deadlines: { drainMs: 2_000, stopMs: 5_000, ...options.deadlines },
-  });
+  const node = await createTrustflowNode(
+    {
+      port: 0,
+      dataDir,
+      logger: log.logger,
+      tracker,
+      ...options,
+      deadlines: { drainMs: 2_000, stopMs: 5_000, ...options.deadlines },
+    },
+    internals,
+  );
   cleanups.push(async () => {
     await node.stop();
     tracker.shutdown();

@@ -233,8 +233,13 @@ const KIND_LABEL = 'trustflow_resource_kind';
 export function endpointFigures(samples: PromSample[]) {
   const active = (s: PromSample) => s.name === 'trustflow_resource_active';
   const kind = (k: string) => (s: PromSample) => active(s) && s.labels[KIND_LABEL] === k;
+  // A tracker lists every kind it has seen; with its metric present, a stream kind it has not
+  // seen yet has no open streams (0), while without the metric the figure is unknown (empty).
+  const tracked = samples.some(active);
   const streams =
-    sum(samples, kind('libp2p.stream')) ?? sum(samples, kind('trustflow_node.exchange'));
+    sum(samples, kind('libp2p.stream')) ??
+    sum(samples, kind('trustflow_node.exchange')) ??
+    (tracked ? 0 : null);
   return {
     asyncResources: sum(samples, active),
     // The OTel Prometheus exporter writes these without a unit suffix; others add `_bytes`.

@@ -156,6 +156,8 @@ function safeName(text: string): string {
 
 export interface NodeInternals {
   buffers?: ChunkBuffers;
+  /** Tests only: a smaller per-stream payload limit than the protocol's 100 MiB. */
+  maxStreamBytes?: number;
 }
 
 /** Creates and starts a node. */
@@ -206,6 +208,7 @@ export async function createTrustflowNode(
   });
   const buffers = internals.buffers ?? poolBuffers(bufferPool);
   const dl = config.deadlines;
+  const maxStreamBytes = internals.maxStreamBytes ?? MAX_STREAM_BYTES;
 
   const offers: ServiceOffer[] = [...config.offers];
   if (config.offersFile) offers.push(...(await loadOffersFile(config.offersFile)));
@@ -311,10 +314,10 @@ export async function createTrustflowNode(
         );
       }
       total += length;
-      if (total > MAX_STREAM_BYTES) {
+      if (total > maxStreamBytes) {
         throw new ProtocolError(
           'oversize-stream',
-          `payload passed ${MAX_STREAM_BYTES} bytes on one stream`,
+          `payload passed ${maxStreamBytes} bytes on one stream`,
         );
       }
       const lease = buffers.acquire(length);
