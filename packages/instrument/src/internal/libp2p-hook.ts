@@ -1,0 +1,79 @@
+import * as nodeModule from 'node:module';
+
+const MARK = 'trustflow-libp2p';
+
+interface Hooks {
+  deregister(): void;
+}
+type RegisterHooks = (hooks: {
+  resolve?: (
+    specifier: string,
+    context: { parentURL?: string | undefined },
+    next: (specifier: string, context?: object) => { url: string; format?: string | null },
+  ) => { url: string; format?: string | null; shortCircuit?: boolean };
+  load?: (
+    url: string,
+    context: object,
+    next: (url: string, context?: object) => { format?: string | null; source?: unknown },
+  ) => { format?: string | null; source?: unknown; shortCircuit?: boolean };
+}) => Hooks;
+
+/** True where Node has synchronous module customization hooks (`module.registerHooks`). */
+export function hasModuleHooks(): boolean {
+  return typeof (nodeModule as { registerHooks?: unknown }).registerHooks === 'function';
+}
+
+function shimSource(realUrl: string, injectUrl: string): string {
+  const real = JSON.stringify(realUrl);
+  return [
+    `import { createLibp2p as __trustflowOriginal } from ${real};`,
+    `import { wrapCreateLibp2p as __trustflowWrap } from ${JSON.stringify(injectUrl)};`,
+    `export * from ${real};`,
+    'export const createLibp2p = __trustflowWrap(__trustflowOriginal);',
+    '',
+  ].join('\n');
+}
+
+/**
+ * Zero-code libp2p: a resolve hook sends the application's `import 'libp2p'` to a small shim
+ * module that re-exports libp2p with `createLibp2p` wrapped (libp2p-inject.ts). The shim imports
+ * the real module by its file URL, which the hook lets through. Returns an uninstall function,
+ * or undefined where `module.registerHooks` does not exist (there: pass `metrics` yourself).
+ */
+export function installLibp2pHook(): (() => void) | undefined {
+  const register = (nodeModule as { registerHooks?: RegisterHooks }).registerHooks;
+  if (typeof register !== 'function') return undefined;
+  const injectUrl = new URL('./libp2p-inject.js', import.meta.url).href;
+  const suffix = `?${MARK}`;
+  const hooks = register({
+    resolve(specifier, context, next) {
+      const result = next(specifier, context);
+      if (specifier !== 'libp2p' || !result.url.startsWith('file:')) return result;
+      if (result.url.includes(suffix)) return result;
+      return { url: `${result.url}${suffix}`, format: 'module', shortCircuit: true };
+    },
+    load(url, context, next) {
+      if (!url.endsWith(suffix)) return next(url, context);
+      return {
+        format: 'module',
+        source: shimSource(url.slice(0, -suffix.length), injectUrl),
+        shortCircuit: true,
+      };
+    },
+  });
+  return () => hooks.deregister();
+}
+
+/** Whether `libp2p` is installed where the application (or the current directory) can see it. */
+export function libp2pInstalled(fromDirs: string[], exists: (path: string) => boolean): boolean {
+  for (const start of fromDirs) {
+    let dir = start;
+    for (;;) {
+      if (exists(`${dir}/node_modules/libp2p/package.json`)) return true;
+      const parent = dir.replace(/\/[^/]*$/, '');
+      if (parent === dir || parent === '') break;
+      dir = parent;
+    }
+  }
+  return false;
+}

@@ -1,0 +1,471 @@
+import { existsSync, renameSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { dirname, resolve as resolvePath } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  createNoopMeter,
+  type DiagLogger,
+  DiagLogLevel,
+  diag,
+  type Meter,
+  metrics,
+  type Tracer,
+  trace,
+} from '@opentelemetry/api';
+import {
+  asyncHooksAvoidPromises,
+  createAsyncHooksSource,
+  createResourceTracker,
+  DEFAULT_ASYNC_TYPES,
+  formatReport,
+  type Report,
+  type ReportOptions,
+  type ResourceTracker,
+  type TrustflowPlugin,
+} from '@trustflow/core';
+import * as fsPackage from '@trustflow/plugin-fs';
+import * as netPackage from '@trustflow/plugin-net';
+import type { Instrumentation, PluginName } from '../types.js';
+import type { Config, LogLevel } from './config.js';
+import { DeferredMeterProvider } from './deferred-meter.js';
+import { type Endpoint, METRICS_PATH, REPORT_PATH, startEndpoint } from './endpoint.js';
+import { hasModuleHooks, installLibp2pHook, libp2pInstalled } from './libp2p-hook.js';
+import type { Sdk } from './sdk.js';
+import { type ActiveInstrumentation, setActiveInstrumentation } from './state.js';
+
+/** This package's folder: its frames are instrumentation, never the application's site. */
+const PACKAGE_DIR = fileURLToPath(new URL('../..', import.meta.url));
+const DEFAULT_TRACKER = Symbol.for('@trustflow/default-tracker');
+/** Longest a termination signal waits for telemetry to be flushed before the process ends. */
+export const SIGNAL_FLUSH_MS = 2000;
+const TERMINATION_SIGNALS = ['SIGTERM', 'SIGINT'] as const;
+const REPORT_SIGNAL = 'SIGUSR2';
+
+/** Handle types the fs and net plugins track under their own kinds (so nothing counts twice). */
+const FS_HANDLE_TYPES = ['FILEHANDLE', 'FSEVENTWRAP', 'STATWATCHER'];
+const NET_HANDLE_TYPES = ['TCPWRAP', 'TCPSERVERWRAP', 'PIPEWRAP', 'PIPESERVERWRAP'];
+
+type PluginFactory = (init?: object) => TrustflowPlugin;
+
+function factory(module: object, name: string): PluginFactory | undefined {
+  const candidate = (module as Record<string, unknown>)[name];
+  return typeof candidate === 'function' ? (candidate as PluginFactory) : undefined;
+}
+
+const LEVELS: Record<LogLevel, DiagLogLevel> = {
+  none: DiagLogLevel.NONE,
+  error: DiagLogLevel.ERROR,
+  warn: DiagLogLevel.WARN,
+  info: DiagLogLevel.INFO,
+  debug: DiagLogLevel.DEBUG,
+  verbose: DiagLogLevel.VERBOSE,
+  all: DiagLogLevel.ALL,
+};
+
+function stderrLine(line: string): void {
+  try {
+    process.stderr.write(`${line}\n`);
+  } catch {
+    // nowhere left to say it
+  }
+}
+
+function diagLogger(): DiagLogger {
+  const write =
+    (level: string) =>
+    (message: string, ...args: unknown[]) =>
+      stderrLine(
+        `trustflow: otel ${level}: ${[message, ...args.map((a) => (a instanceof Error ? a.message : typeof a === 'string' ? a : JSON.stringify(a)))].join(' ')}`,
+      );
+  return {
+    error: write('error'),
+    warn: write('warn'),
+    info: write('info'),
+    debug: write('debug'),
+    verbose: write('verbose'),
+  };
+}
+
+export interface StartOptions {
+  /** Preload: the SDK loads in the first event-loop turn without keeping the process alive. */
+  mode: 'preload' | 'programmatic';
+}
+
+/** The running instrumentation: tracker, plugins, SDK, endpoint, signal and exit handling. */
+export class Runtime implements Instrumentation, ActiveInstrumentation {
+  readonly tracker: ResourceTracker;
+  readonly ready: Promise<void>;
+  readonly plugins: string[] = [];
+  readonly notes: string[] = [];
+  private readonly meterProvider: DeferredMeterProvider | undefined;
+  private readonly enabledPlugins: TrustflowPlugin[] = [];
+  private readonly cleanups: (() => void)[] = [];
+  private readonly errorsLogged = new Set<string>();
+  private endpoint: Endpoint | undefined;
+  private sdk: Sdk | undefined;
+  private sdkLoading: Promise<void> | undefined;
+  private resolveReady!: () => void;
+  private reportWritten = false;
+  private globalMeterProvider = false;
+  private terminating = false;
+  private stopped: Promise<void> | undefined;
+
+  constructor(
+    readonly config: Config,
+    private readonly mode: StartOptions['mode'],
+  ) {
+    this.ready = new Promise((resolve) => {
+      this.resolveReady = resolve;
+    });
+    if (config.logLevel !== 'none') {
+      diag.setLogger(diagLogger(), {
+        logLevel: LEVELS[config.logLevel],
+        suppressOverrideMessage: true,
+      });
+    }
+    if (config.metricsExporters.length > 0) {
+      this.meterProvider = new DeferredMeterProvider();
+      // Zero-code: metrics the application records through the OTel API go to the same exporters.
+      this.globalMeterProvider = metrics.setGlobalMeterProvider(this.meterProvider);
+    }
+    const tracesOn = config.tracesExporters.length > 0;
+    this.tracker = createResourceTracker({
+      stacks: config.stacks,
+      staleAfterMs: config.staleAfterMs,
+      idleAfterMs: config.idleAfterMs,
+      maxTracked: config.maxTracked,
+      meter: this.meterFor('@trustflow/core') ?? createNoopMeter(),
+      spans: tracesOn,
+      tracer: tracesOn ? trace.getTracer('@trustflow/core') : undefined,
+      internalPaths: [PACKAGE_DIR],
+    });
+    this.tracker.addReportSection('instrument', () => this.describe());
+    // The stdio streams are created now, before any plugin, so they are never the application's.
+    this.tracker.untracked(() => {
+      void process.stdout;
+      void process.stderr;
+    });
+    this.enablePlugins();
+    this.startEndpoint();
+    this.installProcessHandlers();
+    setActiveInstrumentation(this);
+    this.scheduleSdk();
+  }
+
+  get metricsUrl(): string | undefined {
+    const url = this.endpoint?.url;
+    return url ? `${url}${METRICS_PATH}` : undefined;
+  }
+
+  meterFor(scope: string): Meter | undefined {
+    return this.meterProvider?.getMeter(scope);
+  }
+
+  tracerFor(scope: string): Tracer | undefined {
+    return this.config.tracesExporters.length > 0 ? trace.getTracer(scope) : undefined;
+  }
+
+  reportError(where: string, error: unknown): void {
+    if (this.errorsLogged.has(where) || this.errorsLogged.size > 100) return;
+    this.errorsLogged.add(where);
+    diag.error(
+      `@trustflow/instrument: error caught in ${where} (reported once): ${error instanceof Error ? error.message : String(error)}`,
+    );
+  }
+
+  report(options?: ReportOptions): Report {
+    return this.tracker.report(options);
+  }
+
+  private describe(): Record<string, unknown> {
+    return {
+      node: process.version,
+      plugins: this.plugins,
+      metrics: this.metricsUrl ?? null,
+      report:
+        this.endpoint?.url && this.config.reportEndpoint
+          ? `${this.endpoint.url}${REPORT_PATH}`
+          : null,
+      notes: this.notes,
+    };
+  }
+
+  // --- plugins ---
+
+  private enablePlugins(): void {
+    const explicit = this.config.plugins;
+    const wanted = (name: PluginName) => explicit === undefined || explicit.includes(name);
+    const fsPlugin = factory(fsPackage, 'fsPlugin');
+    const netPlugin = factory(netPackage, 'netPlugin');
+    const host = (scope: string) => ({
+      tracker: this.tracker,
+      meter: this.meterFor(scope) ?? createNoopMeter(),
+      ...(this.tracerFor(scope) ? { tracer: this.tracerFor(scope) } : {}),
+    });
+    const enable = (name: string, plugin: TrustflowPlugin, scope: string) => {
+      try {
+        plugin.enable(host(scope));
+        if (plugin.enabled) {
+          this.enabledPlugins.push(plugin);
+          this.plugins.push(name);
+        }
+      } catch (error) {
+        this.reportError(`enabling plugin ${name}`, error);
+      }
+    };
+    const covered = new Set<string>();
+    if (wanted('fs')) {
+      if (fsPlugin) {
+        enable('fs', fsPlugin(), '@trustflow/plugin-fs');
+        for (const t of FS_HANDLE_TYPES) covered.add(t);
+      } else if (explicit) {
+        stderrLine('trustflow: plugin fs is not available in this install (skipped)');
+      }
+    }
+    if (wanted('net')) {
+      if (netPlugin) {
+        enable('net', netPlugin(), '@trustflow/plugin-net');
+        for (const t of NET_HANDLE_TYPES) covered.add(t);
+      } else if (explicit) {
+        stderrLine('trustflow: plugin net is not available in this install (skipped)');
+      }
+    }
+    if (wanted('async-hooks')) {
+      const supported = asyncHooksAvoidPromises();
+      if (supported || explicit?.includes('async-hooks')) {
+        const source = createAsyncHooksSource({
+          types: DEFAULT_ASYNC_TYPES.filter((t) => !covered.has(t)),
+          // Asked for by name on a Node without trackPromises: false: the user accepts the cost.
+          forceWithPromiseHooks: !supported,
+        });
+        enable('async-hooks', source, '@trustflow/core');
+      } else {
+        this.notes.push(
+          'timers and other async handles are not tracked: this Node cannot create an async hook without promise hooks (use Node >= 24, or TRUSTFLOW_PLUGINS=...,async-hooks to accept the cost)',
+        );
+      }
+    }
+    if (wanted('buffer-pool')) {
+      // Pools (and libp2pMetrics()) created without a tracker use the process-wide default one.
+      (globalThis as { [DEFAULT_TRACKER]?: ResourceTracker })[DEFAULT_TRACKER] = this.tracker;
+      this.cleanups.push(() => {
+        const holder = globalThis as { [DEFAULT_TRACKER]?: ResourceTracker };
+        if (holder[DEFAULT_TRACKER] === this.tracker) delete holder[DEFAULT_TRACKER];
+      });
+      this.plugins.push('buffer-pool');
+    }
+    if (wanted('libp2p')) {
+      const main = process.argv[1] ? dirname(resolvePath(process.argv[1])) : process.cwd();
+      const present = libp2pInstalled([main, process.cwd()], existsSync);
+      if (explicit?.includes('libp2p') || present) {
+        if (hasModuleHooks()) {
+          const uninstall = installLibp2pHook();
+          if (uninstall) {
+            this.cleanups.push(uninstall);
+            this.plugins.push('libp2p');
+          }
+        } else {
+          this.notes.push(
+            'libp2p nodes are not instrumented automatically: this Node has no module.registerHooks; pass metrics: libp2pMetrics() to createLibp2p',
+          );
+        }
+      }
+    }
+  }
+
+  // --- metrics endpoint and SDK ---
+
+  private startEndpoint(): void {
+    if (!this.config.metricsExporters.includes('prometheus')) return;
+    this.endpoint = startEndpoint({
+      host: this.config.prometheusHost,
+      port: this.config.prometheusPort,
+      reportEndpoint: this.config.reportEndpoint,
+      tracker: this.tracker,
+      metrics: () => this.sdk?.prometheus,
+      metricsReady: this.ready.then(() => undefined),
+      report: (open) => this.tracker.report({ includeOpen: open }),
+      warn: stderrLine,
+      reportError: (where, error) => this.reportError(where, error),
+    });
+  }
+
+  /** Starts loading the SDK (idempotent); settles when it is up or failed. */
+  loadSdk(): Promise<void> {
+    if (this.sdkLoading) return this.sdkLoading;
+    const needed =
+      this.config.metricsExporters.length > 0 || this.config.tracesExporters.length > 0;
+    if (!needed || this.stopped) {
+      this.resolveReady();
+      this.sdkLoading = Promise.resolve();
+      return this.sdkLoading;
+    }
+    this.sdkLoading = import('./sdk.js')
+      .then(({ startSdk }) => {
+        if (this.stopped) return;
+        this.sdk = startSdk({
+          config: this.config,
+          tracker: this.tracker,
+          attach: (provider) => this.meterProvider?.attach(provider),
+          registerGlobals: true,
+        });
+      })
+      .catch((error) => this.reportError('starting the OpenTelemetry SDK', error))
+      .finally(() => this.resolveReady());
+    return this.sdkLoading;
+  }
+
+  private scheduleSdk(): void {
+    this.tracker.untracked(() => {
+      const immediate = setImmediate(() => void this.loadSdk());
+      // In the preload, a program that ends before its first event-loop turn never loads the SDK.
+      if (this.mode === 'preload') immediate.unref();
+      this.cleanups.push(() => clearImmediate(immediate));
+    });
+  }
+
+  private get pushing(): boolean {
+    return (
+      this.config.tracesExporters.length > 0 ||
+      this.config.metricsExporters.some((e) => e !== 'prometheus')
+    );
+  }
+
+  // --- signals, exit, reports ---
+
+  private installProcessHandlers(): void {
+    const { config } = this;
+    this.tracker.untracked(() => {
+      if (config.report === 'exit') {
+        const onExit = () => this.writeReport();
+        process.on('exit', onExit);
+        this.cleanups.push(() => process.removeListener('exit', onExit));
+      }
+      if (this.pushing) {
+        let flushed = false;
+        const onBeforeExit = () => {
+          if (flushed) return;
+          flushed = true;
+          // The loop is empty: push what the exporters hold (loading the SDK if it never was).
+          void this.loadSdk().then(() => this.sdk?.flush(SIGNAL_FLUSH_MS));
+        };
+        process.on('beforeExit', onBeforeExit);
+        this.cleanups.push(() => process.removeListener('beforeExit', onBeforeExit));
+      }
+      if (!config.signals) return;
+      if (config.report === 'signal') {
+        const onReportSignal = () => this.writeReport();
+        process.on(REPORT_SIGNAL, onReportSignal);
+        this.cleanups.push(() => process.removeListener(REPORT_SIGNAL, onReportSignal));
+      }
+      if (config.report === 'exit' || this.pushing) {
+        for (const signal of TERMINATION_SIGNALS) {
+          const listener = () => this.onTerminationSignal(signal, listener);
+          process.on(signal, listener);
+          this.cleanups.push(() => process.removeListener(signal, listener));
+        }
+      }
+    });
+  }
+
+  /**
+   * A termination signal. If the application listens for it too, it decides what happens (we only
+   * start a flush). Otherwise the process must still end the way it would without us: write the
+   * exit report, flush telemetry for at most SIGNAL_FLUSH_MS, then re-raise the signal with our
+   * listener removed, so the default action ends the process (a second signal ends it at once).
+   */
+  private onTerminationSignal(signal: NodeJS.Signals, listener: () => void): void {
+    const others = process.listeners(signal).filter((l) => l !== listener);
+    if (others.length > 0) {
+      if (this.sdk) void this.sdk.flush(SIGNAL_FLUSH_MS);
+      return;
+    }
+    const reraise = () => {
+      process.removeListener(signal, listener);
+      process.kill(process.pid, signal);
+    };
+    if (this.terminating) {
+      reraise();
+      return;
+    }
+    this.terminating = true;
+    if (this.config.report === 'exit') this.writeReport();
+    if (!this.pushing) {
+      reraise();
+      return;
+    }
+    // Ref'd on purpose: it is what guarantees the end if the flush never settles.
+    const deadline = setTimeout(reraise, SIGNAL_FLUSH_MS + 100);
+    void this.loadSdk()
+      .then(() => this.sdk?.shutdown(SIGNAL_FLUSH_MS))
+      .finally(() => {
+        clearTimeout(deadline);
+        reraise();
+      });
+  }
+
+  /** Writes the report (every open resource included) to the report file, or as text to stderr. */
+  writeReport(): void {
+    const exiting = this.config.report === 'exit';
+    if (exiting && this.reportWritten) return;
+    this.reportWritten = true;
+    try {
+      this.tracker.untracked(() => {
+        const report = this.tracker.report({ includeOpen: true });
+        const file = this.config.reportFile?.replaceAll('%p', String(process.pid));
+        if (file) {
+          const tmp = `${file}.${process.pid}.tmp`;
+          writeFileSync(tmp, `${JSON.stringify(report, null, 2)}\n`);
+          renameSync(tmp, file);
+          return;
+        }
+        let text = formatReport(report);
+        if (this.metricsUrl) text += `metrics: ${this.metricsUrl}\n`;
+        for (const note of this.notes) text += `note: ${note}\n`;
+        writeSync(2, text);
+      });
+    } catch (error) {
+      stderrLine(
+        `trustflow: could not write the leak report${this.config.reportFile ? ` to ${this.config.reportFile}` : ''}: ${error instanceof Error ? error.message : String(error)}`,
+      );
+    }
+  }
+
+  shutdown(): Promise<void> {
+    this.stopped ??= (async () => {
+      for (const cleanup of this.cleanups.splice(0).reverse()) {
+        try {
+          cleanup();
+        } catch (error) {
+          this.reportError('shutdown', error);
+        }
+      }
+      setActiveInstrumentation(undefined);
+      if (this.globalMeterProvider) metrics.disable();
+      await this.endpoint?.close();
+      await this.sdkLoading;
+      await this.sdk?.shutdown(SIGNAL_FLUSH_MS);
+      for (const plugin of this.enabledPlugins.splice(0).reverse()) plugin.disable();
+      this.tracker.shutdown();
+      this.resolveReady();
+    })();
+    return this.stopped;
+  }
+}
+
+/** Checks the report file's folder now, so a typo is a startup warning and not a lost report. */
+export function checkReportFile(config: Config, warnings: string[]): void {
+  if (!config.reportFile) return;
+  const dir = dirname(resolvePath(config.reportFile.replaceAll('%p', '0')));
+  let ok = false;
+  try {
+    ok = statSync(dir).isDirectory();
+  } catch {
+    ok = false;
+  }
+  if (!ok) {
+    warnings.push(
+      `trustflow: TRUSTFLOW_REPORT_FILE=${JSON.stringify(config.reportFile)} is not valid (its folder ${dir} does not exist); using the default: text on stderr`,
+    );
+    config.reportFile = undefined;
+  }
+}
