@@ -75,6 +75,11 @@ export interface ResourceHandle extends Disposable {
   readonly id: number;
   readonly kind: string;
   readonly released: boolean;
+  /**
+   * True while the resource has a lifetime span that records (an SDK is registered and sampled
+   * it). Details that only a span would show can be skipped when it is false.
+   */
+  readonly recording: boolean;
   release(options?: ReleaseOptions): void;
   /** Marks activity: an active resource is never `stale`. */
   touch(): void;

@@ -1,3 +1,4 @@
+import { createTracingHarness } from '@trustflow/test-utils';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createResourceTracker, type ResourceTracker } from '../src/index.js';
 
@@ -59,5 +60,24 @@ describe('captureSite', () => {
     const t = tracker();
     t.shutdown();
     expect(t.captureSite('k').sampled).toBe(false);
+  });
+});
+
+describe('handle.recording', () => {
+  it('is true only while a lifetime span records', async () => {
+    const tracing = createTracingHarness();
+    try {
+      const withSdk = tracker({ tracer: tracing.tracer });
+      const handle = withSdk.track({}, { kind: 'test.rec' });
+      expect(handle.recording).toBe(true);
+      handle.release();
+      expect(handle.recording).toBe(false);
+      expect(withSdk.track({}, { kind: 'test.rec', span: false }).recording).toBe(false);
+      // the global API with no SDK registered: no span records
+      expect(tracker().track({}, { kind: 'test.rec' }).recording).toBe(false);
+      expect(tracker({ spans: false }).track({}, { kind: 'test.rec' }).recording).toBe(false);
+    } finally {
+      await tracing.shutdown();
+    }
   });
 });

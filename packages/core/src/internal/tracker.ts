@@ -125,6 +125,10 @@ class Entry implements ResourceHandle {
     return (this.state & (RELEASED | COLLECTED)) !== 0;
   }
 
+  get recording(): boolean {
+    return this.span !== undefined;
+  }
+
   release(options?: ReleaseOptions): void {
     if ((this.state & (RELEASED | COLLECTED)) !== 0) return;
     this.state |= RELEASED;
@@ -155,6 +159,7 @@ class Entry implements ResourceHandle {
 /** Handle for a resource past the cap: it keeps the counts right and nothing else. */
 class UntrackedHandle implements ResourceHandle {
   released = false;
+  readonly recording = false;
   constructor(
     readonly id: number,
     private readonly series: Series,
@@ -179,6 +184,7 @@ const DETACHED: ResourceHandle = Object.freeze({
   id: 0,
   kind: 'detached',
   released: true,
+  recording: false,
   release() {},
   touch() {},
   annotate() {},
