@@ -54,13 +54,18 @@ export function asyncHooksAvoidPromises(): boolean {
 
 interface HandleLike {
   hasRef?: () => boolean;
+  /** Set by Node on a Timeout once it was cleared or fired for the last time. */
+  _destroyed?: boolean;
 }
 
 // Handles from async_hooks are collected normally once closed, and a span per timer would be noise.
 const SPEC_BASE = { gc: false, span: false } as const;
 
 function inspectHandle(resource: HandleLike): Attributes | undefined {
-  return typeof resource.hasRef === 'function' ? { hasRef: resource.hasRef() } : undefined;
+  if (typeof resource.hasRef !== 'function') return undefined;
+  // A timer cleared (or fired) just before a report is still tracked until its destroy hook is
+  // delivered, a little later: it no longer holds the event loop, whatever hasRef() says.
+  return { hasRef: resource._destroyed === true ? false : resource.hasRef() };
 }
 
 /**
