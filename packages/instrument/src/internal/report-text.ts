@@ -11,9 +11,12 @@ function fail(message: string): never {
 export function renderReport(report: Report): string {
   let text = formatReport(report);
   const extra = report.extra?.instrument as
-    | { metrics?: string | null; report?: string | null; notes?: string[] }
+    | { metrics?: string | null; report?: string | null; notes?: string[]; unrefLeftOut?: number }
     | undefined;
-  if (extra?.metrics) text += `metrics were served at ${extra.metrics}\n`;
+  if (extra?.unrefLeftOut) {
+    text += `left out: ${extra.unrefLeftOut} unref'd handle(s) still pending (they could not keep the process alive)\n`;
+  }
+  if (extra?.metrics) text += `metrics: ${extra.metrics}\n`;
   for (const note of extra?.notes ?? []) text += `note: ${note}\n`;
   return text;
 }

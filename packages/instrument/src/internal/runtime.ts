@@ -16,7 +16,6 @@ import {
   createAsyncHooksSource,
   createResourceTracker,
   DEFAULT_ASYNC_TYPES,
-  formatReport,
   type Report,
   type ReportOptions,
   type ResourceTracker,
@@ -29,6 +28,7 @@ import type { Config, LogLevel } from './config.js';
 import { DeferredMeterProvider } from './deferred-meter.js';
 import { type Endpoint, METRICS_PATH, REPORT_PATH, startEndpoint } from './endpoint.js';
 import { hasModuleHooks, installLibp2pHook, libp2pInstalled } from './libp2p-hook.js';
+import { renderReport } from './report-text.js';
 import type { Sdk } from './sdk.js';
 import { type ActiveInstrumentation, setActiveInstrumentation } from './state.js';
 
@@ -283,7 +283,7 @@ export class Runtime implements Instrumentation, ActiveInstrumentation {
       tracker: this.tracker,
       metrics: () => this.sdk?.prometheus,
       metricsReady: this.ready.then(() => undefined),
-      report: (open) => this.tracker.report({ includeOpen: open }),
+      report: (open) => (open ? this.openReport() : this.tracker.report()),
       warn: stderrLine,
       reportError: (where, error) => this.reportError(where, error),
     });
@@ -403,6 +403,24 @@ export class Runtime implements Instrumentation, ActiveInstrumentation {
       });
   }
 
+  /**
+   * The report with every open resource, less the async handles that were unref'd: they could not
+   * keep the process alive, and libraries leave such housekeeping timers pending by design (they
+   * are counted in `extra.instrument.unrefLeftOut`). Leaks by other reasons are all kept.
+   */
+  openReport(): Report {
+    const report = this.tracker.report({ includeOpen: true });
+    let unref = 0;
+    report.leaks = report.leaks.filter((group) => {
+      if (group.reason !== 'open-at-exit' || group.sample.attributes.hasRef !== false) return true;
+      unref += group.count;
+      return false;
+    });
+    const section = report.extra?.instrument as Record<string, unknown> | undefined;
+    if (section) section.unrefLeftOut = unref;
+    return report;
+  }
+
   /** Writes the report (every open resource included) to the report file, or as text to stderr. */
   writeReport(): void {
     const exiting = this.config.report === 'exit';
@@ -410,7 +428,7 @@ export class Runtime implements Instrumentation, ActiveInstrumentation {
     this.reportWritten = true;
     try {
       this.tracker.untracked(() => {
-        const report = this.tracker.report({ includeOpen: true });
+        const report = this.openReport();
         const file = this.config.reportFile?.replaceAll('%p', String(process.pid));
         if (file) {
           const tmp = `${file}.${process.pid}.tmp`;
@@ -418,10 +436,7 @@ export class Runtime implements Instrumentation, ActiveInstrumentation {
           renameSync(tmp, file);
           return;
         }
-        let text = formatReport(report);
-        if (this.metricsUrl) text += `metrics: ${this.metricsUrl}\n`;
-        for (const note of this.notes) text += `note: ${note}\n`;
-        writeSync(2, text);
+        writeSync(2, renderReport(report));
       });
     } catch (error) {
       stderrLine(

@@ -3,10 +3,10 @@
 import type { Agent as HttpAgent, IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { hostname } from 'node:os';
-import { type MeterProvider as ApiMeterProvider, context, trace } from '@opentelemetry/api';
+import { type MeterProvider as ApiMeterProvider, context, diag, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
-import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { RuntimeNodeInstrumentation } from '@opentelemetry/instrumentation-runtime-node';
 import {
@@ -191,9 +191,7 @@ function buildSdk({ config, tracker, attach, registerGlobals }: SdkOptions): Sdk
   return {
     meterProvider,
     tracerProvider,
-    prometheus: prometheus
-      ? (req, res) => prometheus!.getMetricsRequestHandler(req, res)
-      : undefined,
+    prometheus: prometheus ? prometheusHandler(prometheus) : undefined,
     flush(timeoutMs) {
       return withTimeout(
         Promise.all([
@@ -220,6 +218,37 @@ function buildSdk({ config, tracker, attach, registerGlobals }: SdkOptions): Sdk
       );
       return stopped;
     },
+  };
+}
+
+/**
+ * Prometheus names for the semantic-convention metrics whose plain translation breaks Prometheus
+ * naming rules (a `_count` suffix is reserved for histograms and summaries; promtool warns).
+ */
+const PROMETHEUS_RENAMES: [string, string][] = [
+  ['process_unix_file_descriptor_count', 'process_open_fds'],
+];
+
+/** Answers a scrape: the exporter's collection, serialized, with the renames above. */
+function prometheusHandler(exporter: PrometheusExporter) {
+  const serializer = new PrometheusSerializer();
+  return (_req: IncomingMessage, res: ServerResponse) => {
+    exporter.collect().then(
+      ({ resourceMetrics, errors }) => {
+        if (errors.length > 0) diag.error('trustflow: metrics collection errors', ...errors);
+        let text = serializer.serialize(resourceMetrics);
+        for (const [from, to] of PROMETHEUS_RENAMES) {
+          text = text.replace(new RegExp(`^((?:# (?:HELP|TYPE) )?)${from}\\b`, 'gm'), `$1${to}`);
+        }
+        res.statusCode = 200;
+        res.setHeader('content-type', 'text/plain; version=0.0.4; charset=utf-8');
+        res.end(text);
+      },
+      (error: unknown) => {
+        res.statusCode = 500;
+        res.end(`# failed to collect metrics: ${String(error)}\n`);
+      },
+    );
   };
 }
 
