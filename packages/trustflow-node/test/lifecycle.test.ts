@@ -1,3 +1,4 @@
+import { createServer, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeChunkLength, MessageType } from '../src/index.js';
 import {
@@ -100,5 +101,31 @@ describe('shutdown', () => {
     await expect(a.node.sendMessage(b.address, MessageType.JobRunStatus, {})).rejects.toThrow(
       'node is stopping',
     );
+  });
+});
+
+describe('deadlines', () => {
+  it('gives up a dial to a peer that accepts TCP but never speaks, within dialMs', async () => {
+    // a loopback server that takes the connection and then says nothing (no multistream, no noise)
+    const sockets: Socket[] = [];
+    const silent = createServer((socket) => sockets.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as { port: number }).port;
+    try {
+      const a = await startNode({ deadlines: { dialMs: 300 } });
+      const someone = (await plainNode()).peerId.toString();
+      const target = `/ip4/127.0.0.1/tcp/${port}/p2p/${someone}`;
+      const started = performance.now();
+      await expect(a.node.sendMessage(target, MessageType.JobRunStatus, {})).rejects.toThrow(
+        `dial ${target}: no connection within 300 ms`,
+      );
+      const took = performance.now() - started;
+      expect(took).toBeGreaterThanOrEqual(290);
+      expect(took).toBeLessThan(3_000);
+      expect(a.node.stats()).toMatchObject({ activeStreams: 0, connections: 0 });
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
   });
 });
