@@ -1,6 +1,7 @@
+import fs from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { encodeChunkLength, MessageType } from '../src/index.js';
+import { createTrustflowNode, encodeChunkLength, MessageType } from '../src/index.js';
 import {
   closed,
   header,
@@ -126,6 +127,41 @@ describe('deadlines', () => {
     } finally {
       for (const socket of sockets) socket.destroy();
       await new Promise((resolve) => silent.close(resolve));
+    }
+  });
+});
+
+describe('a start that fails', () => {
+  it('closes what it had opened: the metrics server, the plugins, the pool', async () => {
+    const listen = async (port = 0) => {
+      const server = createServer();
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, '127.0.0.1', resolve);
+      });
+      return server;
+    };
+    const blocker = await listen();
+    const busyPort = (blocker.address() as { port: number }).port;
+    const probe = await listen();
+    const metricsPort = (probe.address() as { port: number }).port;
+    await new Promise((resolve) => probe.close(resolve));
+    const openBefore = fs.open;
+    try {
+      await expect(
+        createTrustflowNode({
+          port: busyPort,
+          metrics: { host: '127.0.0.1', port: metricsPort },
+          instrument: true,
+          logger: () => {},
+        }),
+      ).rejects.toThrow(/EADDRINUSE|address already in use/i);
+      // the metrics port is free again and fs is no longer patched
+      const again = await listen(metricsPort);
+      await new Promise((resolve) => again.close(resolve));
+      expect(fs.open).toBe(openBefore);
+    } finally {
+      await new Promise((resolve) => blocker.close(resolve));
     }
   });
 });

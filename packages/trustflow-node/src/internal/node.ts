@@ -168,30 +168,54 @@ export async function createTrustflowNode(
   const config: NodeConfig = resolveConfig(options);
   const log: Logger = options.logger ?? defaultLogger;
   const started = Date.now();
+  // Files first: they can fail without anything to clean up.
+  const offers: ServiceOffer[] = [...config.offers];
+  if (config.offersFile) offers.push(...(await loadOffersFile(config.offersFile)));
+  const privateKey = await loadKey(config.dataDir);
+
+  // From here on every resource is registered on the startup scope as it is created, so that a
+  // start that fails (a port in use) closes what was opened before it, in reverse order.
+  const startup = createScope({ name: 'trustflow-node startup' });
+  async function step<T>(work: Promise<T>): Promise<T> {
+    try {
+      return await work;
+    } catch (error) {
+      await startup.close().catch((cleanupError: unknown) => {
+        log('error', 'cleanup after a failed start failed', { error: String(cleanupError) });
+      });
+      throw error;
+    }
+  }
+
   // Metrics, report and health on one loopback server (when configured).
   let healthNow: () => NodeHealth = () => {
     throw new Error('node is starting');
   };
   const endpoint: Endpoint | undefined = config.metrics ? createEndpoint() : undefined;
   const meter = options.meter ?? endpoint?.meter ?? metrics.getMeter('trustflow-node');
+  if (endpoint) startup.defer(() => endpoint.close(), 'metrics endpoint');
   const ownTracker = options.tracker === undefined;
   const tracker: ResourceTracker =
     options.tracker ?? createResourceTracker({ meter, scanIntervalMs: 60_000 });
+  if (ownTracker) startup.defer(() => tracker.shutdown(), 'tracker');
   const plugins = config.instrument
     ? createPluginHost({ tracker, meter }, [createAsyncHooksSource(), fsPlugin(), netPlugin()])
     : undefined;
   plugins?.enable();
+  if (plugins) startup.defer(() => plugins.disable(), 'plugins');
   let metricsUrl: string | null = null;
   if (endpoint && config.metrics) {
-    metricsUrl = await endpoint.listen({
-      host: config.metrics.host,
-      port: config.metrics.port,
-      health: () => healthNow(),
-      report: () => tracker.report(),
-      // the endpoint is instrumentation, not the node: its server and connections are not tracked
-      wrap: (fn) => tracker.untracked(fn),
-      onServer: (server) => tracker.ignore(server),
-    });
+    metricsUrl = await step(
+      endpoint.listen({
+        host: config.metrics.host,
+        port: config.metrics.port,
+        health: () => healthNow(),
+        report: () => tracker.report(),
+        // the endpoint is instrumentation, not the node: its server and connections are not tracked
+        wrap: (fn) => tracker.untracked(fn),
+        onServer: (server) => tracker.ignore(server),
+      }),
+    );
   }
   // Chunk buffers: headers and small messages, the 64 KiB chunks this node sends and its file
   // write buffer, and 1 MiB for larger chunks from other implementations. A chunk over 1 MiB
@@ -206,12 +230,10 @@ export async function createTrustflowNode(
     tracker,
     meter,
   });
+  startup.defer(() => bufferPool.close(), 'buffer pool');
   const buffers = internals.buffers ?? poolBuffers(bufferPool);
   const dl = config.deadlines;
   const maxStreamBytes = internals.maxStreamBytes ?? MAX_STREAM_BYTES;
-
-  const offers: ServiceOffer[] = [...config.offers];
-  if (config.offersFile) offers.push(...(await loadOffersFile(config.offersFile)));
 
   const cache = new OfferCache(config.offerTtlMs, config.maxCachedOffers);
   const endedCounter: Counter = meter.createCounter('trustflow.node.stream.ended_early', {
@@ -243,22 +265,24 @@ export async function createTrustflowNode(
     log('error', 'worker task failed', { error: String(error) }),
   );
 
-  const privateKey = await loadKey(config.dataDir);
-  const node = await createLibp2p({
-    privateKey,
-    addresses: { listen: [`/ip4/${config.host}/tcp/${config.port}`] },
-    transports: [tcp()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    connectionManager: { maxConnections: config.maxConnections, dialTimeout: dl.dialMs },
-    // connections and protocol streams become tracked resources (libp2p.connection/.stream)
-    metrics: libp2pMetrics({ tracker, meter }),
-    services: {
-      identify: identify(),
-      ping: ping(),
-      pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false }),
-    },
-  });
+  const node = await step(
+    createLibp2p({
+      privateKey,
+      addresses: { listen: [`/ip4/${config.host}/tcp/${config.port}`] },
+      transports: [tcp()],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      connectionManager: { maxConnections: config.maxConnections, dialTimeout: dl.dialMs },
+      // connections and protocol streams become tracked resources (libp2p.connection/.stream)
+      metrics: libp2pMetrics({ tracker, meter }),
+      services: {
+        identify: identify(),
+        ping: ping(),
+        pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false }),
+      },
+    }),
+  );
+  startup.defer(() => node.stop(), 'libp2p');
   const selfId = node.peerId.toString();
   /** Closed at shutdown after the drain: aborts every task still running. */
   const root = createScope({ name: 'trustflow-node' });
@@ -523,28 +547,30 @@ export async function createTrustflowNode(
     }
   }
 
-  await node.handle(
-    PROTOCOL,
-    async (stream, connection) => {
-      const peer = connection.remotePeer.toString();
-      if (stopping) {
-        endEarly(stream, new ProtocolError('shutdown', 'node is stopping'), peer, 'inbound');
-        return;
-      }
-      const taken = await pool.dispatch(() => serveInbound(stream, connection));
-      if (!taken) {
-        endEarly(
-          stream,
-          new ProtocolError(
-            stopping ? 'shutdown' : 'dispatch-timeout',
-            `no worker free within ${config.dispatchTimeoutMs} ms`,
-          ),
-          peer,
-          'inbound',
-        );
-      }
-    },
-    { maxInboundStreams: Math.max(64, config.workers * 4), maxOutboundStreams: 256 },
+  await step(
+    node.handle(
+      PROTOCOL,
+      async (stream, connection) => {
+        const peer = connection.remotePeer.toString();
+        if (stopping) {
+          endEarly(stream, new ProtocolError('shutdown', 'node is stopping'), peer, 'inbound');
+          return;
+        }
+        const taken = await pool.dispatch(() => serveInbound(stream, connection));
+        if (!taken) {
+          endEarly(
+            stream,
+            new ProtocolError(
+              stopping ? 'shutdown' : 'dispatch-timeout',
+              `no worker free within ${config.dispatchTimeoutMs} ms`,
+            ),
+            peer,
+            'inbound',
+          );
+        }
+      },
+      { maxInboundStreams: Math.max(64, config.workers * 4), maxOutboundStreams: 256 },
+    ),
   );
 
   // ---- outbound ------------------------------------------------------------------------------
