@@ -34,6 +34,9 @@ export const DEFAULT_ASYNC_TYPES: readonly string[] = [
   'MESSAGEPORT',
 ];
 
+/** Cap on the async ids followed as instrumentation's own (see tracker.untracked()). */
+const MAX_OWNED_IDS = 50_000;
+
 let support: boolean | undefined;
 
 /**
@@ -113,7 +116,8 @@ export function createAsyncHooksSource(options: AsyncHooksSourceOptions = {}): T
             owned !== undefined &&
             (internal!.isQuiet || (owned.size !== 0 && owned.has(trigger)))
           ) {
-            owned.add(asyncId);
+            // Bounded like every map here: past the cap, descendants are simply not followed.
+            if (owned.size < MAX_OWNED_IDS) owned.add(asyncId);
             return;
           }
           if (!types.has(type)) return;
