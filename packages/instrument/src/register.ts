@@ -5,7 +5,7 @@
 import { createRequire } from 'node:module';
 import { isMainThread } from 'node:worker_threads';
 
-const disabled = ['1', 'true'].includes(
+const disabled = ['1', 'true', 'on', 'yes'].includes(
   (process.env.TRUSTFLOW_DISABLED ?? '').trim().toLowerCase(),
 );
 const running = (globalThis as Record<symbol, unknown>)[Symbol.for('@trustflow/instrument')];

@@ -87,9 +87,11 @@ type Env = Record<string, string | undefined>;
 
 /** True when `TRUSTFLOW_DISABLED` asks for nothing to load (checked before anything is imported). */
 export function isDisabled(env: Env): boolean {
-  const value = env.TRUSTFLOW_DISABLED?.trim().toLowerCase();
-  return value === '1' || value === 'true';
+  return DISABLED_VALUES.includes(env.TRUSTFLOW_DISABLED?.trim().toLowerCase() ?? '');
 }
+
+/** The values of TRUSTFLOW_DISABLED that disable (register.ts repeats them: it imports nothing). */
+export const DISABLED_VALUES: readonly string[] = ['1', 'true', 'on', 'yes'];
 
 class Reader {
   readonly warnings: string[] = [];
@@ -261,6 +263,7 @@ export function readConfig(
   env: Env = options.env ?? process.env,
 ): { config: Config; warnings: string[] } {
   const r = new Reader(env);
+  r.bool('TRUSTFLOW_DISABLED', false); // only checked here: a disabled preload never gets this far
   const sdkDisabled = r.bool('OTEL_SDK_DISABLED', false);
 
   let plugins: PluginName[] | undefined;

@@ -32,8 +32,8 @@ import { renderReport } from './report-text.js';
 import type { Sdk } from './sdk.js';
 import { type ActiveInstrumentation, setActiveInstrumentation } from './state.js';
 
-/** This package's folder: its frames are instrumentation, never the application's site. */
-const PACKAGE_DIR = fileURLToPath(new URL('../..', import.meta.url));
+/** This package's dist/ (or src/) folder: its frames are instrumentation, never a site. */
+const PACKAGE_DIR = fileURLToPath(new URL('..', import.meta.url));
 const DEFAULT_TRACKER = Symbol.for('@trustflow/default-tracker');
 /** Longest a termination signal waits for telemetry to be flushed before the process ends. */
 export const SIGNAL_FLUSH_MS = 2000;
@@ -69,13 +69,27 @@ function stderrLine(line: string): void {
   }
 }
 
+/** One readable line per diag message: errors by their message, objects as JSON. */
+function describeArg(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (
+    value instanceof Error ||
+    (typeof value === 'object' && value !== null && 'message' in value)
+  ) {
+    return String((value as { message: unknown }).message);
+  }
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}
+
 function diagLogger(): DiagLogger {
   const write =
     (level: string) =>
-    (message: string, ...args: unknown[]) =>
-      stderrLine(
-        `trustflow: otel ${level}: ${[message, ...args.map((a) => (a instanceof Error ? a.message : typeof a === 'string' ? a : JSON.stringify(a)))].join(' ')}`,
-      );
+    (...args: unknown[]) =>
+      stderrLine(`trustflow: otel ${level}: ${args.map(describeArg).filter(Boolean).join(' ')}`);
   return {
     error: write('error'),
     warn: write('warn'),
@@ -345,8 +359,9 @@ export class Runtime implements Instrumentation, ActiveInstrumentation {
         const onBeforeExit = () => {
           if (flushed) return;
           flushed = true;
-          // The loop is empty: push what the exporters hold (loading the SDK if it never was).
-          void this.loadSdk().then(() => this.sdk?.flush(SIGNAL_FLUSH_MS));
+          // The loop is empty: push what the exporters hold. A program that ended before its
+          // first event-loop turn never loaded the SDK and has nothing to push: it just ends.
+          if (this.sdkLoading) void this.sdkLoading.then(() => this.sdk?.flush(SIGNAL_FLUSH_MS));
         };
         process.on('beforeExit', onBeforeExit);
         this.cleanups.push(() => process.removeListener('beforeExit', onBeforeExit));

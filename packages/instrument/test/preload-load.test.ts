@@ -1,0 +1,107 @@
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  cleanEnv,
+  fixture,
+  killChildren,
+  lineOf,
+  NODE22,
+  NODE24,
+  PRELOAD,
+  readReport,
+  run,
+  tempDir,
+  warnings,
+} from './preload-helpers.js';
+
+afterEach(killChildren);
+
+const nodes = [
+  ['Node 24', NODE24],
+  ['Node 22', NODE22],
+] as const;
+
+describe.each(nodes)('the preload on %s', (_name, node) => {
+  it.runIf(node !== undefined).each([
+    ['CommonJS', 'app-leak.cjs', '--require'],
+    ['CommonJS', 'app-leak.cjs', '--import'],
+    ['ESM', 'app-leak.mjs', '--require'],
+    ['ESM', 'app-leak.mjs', '--import'],
+  ])('instruments a %s app loaded with %s %s', async (_kind, app, flag) => {
+    const dir = await tempDir();
+    try {
+      const file = join(dir.path, 'report.json');
+      const result = await run(node!, [flag, PRELOAD, fixture(app)], {
+        env: cleanEnv({
+          TRUSTFLOW_REPORT: 'exit',
+          TRUSTFLOW_REPORT_FILE: file,
+          TRUSTFLOW_STACKS: 'all',
+        }),
+      });
+      expect(result.stderr).toBe('');
+      expect(result.code).toBe(0);
+      expect(result.stdout).toMatch(/app done, instrumented=true/);
+      const report = await readReport(file);
+      const fds = report.leaks.filter((l) => l.kind === 'fs.fd');
+      const line = await lineOf(fixture(app), 'LEAK:fd');
+      // exactly the descriptor left open, at its line; the closed one is not a leak
+      expect(fds.map((l) => [l.count, l.site?.replace(/:\d+$/, '')])).toEqual([
+        [1, `${fixture(app)}:${line}`],
+      ]);
+      expect(report.opened['fs.fd']).toBeGreaterThanOrEqual(2);
+      expect(report.leaks.filter((l) => l.kind !== 'fs.fd')).toEqual([]);
+    } finally {
+      await dir.remove();
+    }
+  });
+
+  it.runIf(node !== undefined)('TRUSTFLOW_DISABLED=1 loads nothing', async () => {
+    const dir = await tempDir();
+    try {
+      const file = join(dir.path, 'report.json');
+      const result = await run(
+        node!,
+        [
+          '--require',
+          PRELOAD,
+          '-e',
+          "console.log(['@trustflow/instrument', 'opentelemetry.js.api.1'].map((k) => k + '=' + (globalThis[Symbol.for(k)] !== undefined)).join(' '))",
+        ],
+        {
+          env: cleanEnv({
+            TRUSTFLOW_DISABLED: '1',
+            TRUSTFLOW_REPORT: 'exit',
+            TRUSTFLOW_REPORT_FILE: file,
+          }),
+        },
+      );
+      expect(result.code).toBe(0);
+      expect(result.stderr).toBe('');
+      // neither the instrumentation nor the OpenTelemetry API was loaded
+      expect(result.stdout.trim()).toBe('@trustflow/instrument=false opentelemetry.js.api.1=false');
+      await expect(readReport(file)).rejects.toThrow(/ENOENT/);
+    } finally {
+      await dir.remove();
+    }
+  });
+
+  it.runIf(node !== undefined)(
+    'a program that does nothing ends on its own, whatever is configured',
+    async () => {
+      // Every part that could hold the event loop: the endpoint, push exporters with a long
+      // interval, traces, signal and exit handling.
+      const result = await run(node!, ['--import', PRELOAD, fixture('app-noop.mjs')], {
+        env: cleanEnv({
+          OTEL_METRICS_EXPORTER: 'prometheus,otlp',
+          OTEL_TRACES_EXPORTER: 'otlp',
+          OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9',
+          TRUSTFLOW_REPORT: 'signal',
+        }),
+        timeoutMs: 15_000,
+      });
+      expect(result.signal).toBeNull();
+      expect(result.code).toBe(0);
+      expect(warnings(result.stderr)).toEqual([]);
+    },
+  );
+});
