@@ -1,8 +1,9 @@
 /** Options of `netPlugin()`. */
 export interface NetPluginOptions {
   /**
-   * Read each socket's local and peer address and port for its span and for reports (one
-   * getsockname and one getpeername per socket, when it connects or is accepted). Default true.
+   * Local and peer address and port of sockets: on a socket's lifetime span when that span
+   * records (read when the socket connects or is accepted: one getsockname and one getpeername),
+   * and in reports and snapshots (read when they are taken). Default true.
    */
   addresses?: boolean;
 }

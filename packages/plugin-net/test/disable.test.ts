@@ -7,7 +7,6 @@ import { netPlugin } from '../src/index.js';
 import { closed, type Fixture, portOf, setup } from './helpers.js';
 
 const CHANNELS = [
-  'net.client.socket',
   'net.server.socket',
   'tracing:net.server.listen:asyncStart',
   'tracing:net.server.listen:asyncEnd',
@@ -39,14 +38,18 @@ async function exercise(): Promise<void> {
 }
 
 describe('disable', () => {
-  it('restores Server.prototype.close and unsubscribes every channel', async () => {
+  it('restores Server.prototype.close and Socket.prototype.connect, unsubscribes every channel', async () => {
     const close = net.Server.prototype.close;
+    const connect = net.Socket.prototype.connect;
     const subscribedBefore = CHANNELS.map((c) => hasSubscribers(c));
     const f = fixture();
     expect(net.Server.prototype.close).not.toBe(close);
+    expect(net.Socket.prototype.connect).not.toBe(connect);
+    expect(net.Socket.prototype.connect.name).toBe(connect.name);
     for (const channel of CHANNELS) expect(hasSubscribers(channel)).toBe(true);
     f.plugin.disable();
     expect(net.Server.prototype.close).toBe(close);
+    expect(net.Socket.prototype.connect).toBe(connect);
     expect(CHANNELS.map((c) => hasSubscribers(c))).toEqual(subscribedBefore);
   });
 

@@ -142,12 +142,13 @@ describe('sockets', () => {
     expect(refusedSpan?.attributes['error.type']).toBe('Error');
   });
 
-  it('does not track a socket destroyed before it could connect', async () => {
+  it('releases a socket destroyed before it could connect', async () => {
     const { server } = await echoServer();
     const socket = net.connect(portOf(server), '127.0.0.1');
     socket.destroy();
     await closed(socket);
-    expect(f.tracker.snapshot().opened['net.socket'] ?? 0).toBe(0);
+    expect(f.tracker.snapshot().active['net.socket']).toBe(0);
+    expect(spanOfRole('client')?.attributes['trustflow.close.cause']).toBe('destroy');
   });
 
   it('tracks Unix domain sockets with their transport', async () => {

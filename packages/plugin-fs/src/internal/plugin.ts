@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import { resolve } from 'node:path';
 import { createRequire } from 'node:module';
+import { resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import {
   type Attributes,
@@ -10,6 +10,7 @@ import {
   type PluginContext,
   type ReleaseOptions,
   type ResourceHandle,
+  type TrackOptions,
   type TrustflowPlugin,
 } from '@trustflow/core';
 import type { FdInventory, FdType, FsPluginOptions } from '../types.js';
@@ -62,15 +63,17 @@ const FD_TYPES: readonly FdType[] = ['file', 'socket', 'pipe', 'anon_inode', 'ot
 type Fn = (...args: any[]) => any;
 
 /** Who owns an open descriptor number: a tracked fd, FileHandle or stream. */
-interface Owner {
-  handle: ResourceHandle;
-  /** The descriptor number; -1 until a stream has opened its file. */
-  fd: number;
-  /** The object resource (FileHandle, stream); undefined for a numeric fd. */
-  ref: WeakRef<object> | undefined;
-  path: string;
-  /** Set for streams: their release carries byte counts. */
-  stream: 'read' | 'write' | undefined;
+class Owner {
+  constructor(
+    public handle: ResourceHandle,
+    /** The descriptor number; -1 until a stream has opened its file. */
+    public fd: number,
+    /** The object resource (FileHandle, stream); undefined for a numeric fd. */
+    readonly ref: WeakRef<object> | undefined,
+    readonly path: string,
+    /** Set for streams: their release carries byte counts. */
+    readonly stream: 'read' | 'write' | undefined,
+  ) {}
 }
 
 interface StreamLike {
@@ -93,6 +96,7 @@ const NO_HANDLE: ResourceHandle = Object.freeze({
   id: 0,
   kind: 'none',
   released: true,
+  recording: false,
   release() {},
   touch() {},
   annotate() {},
@@ -116,7 +120,7 @@ function readOptions(init: FsPluginOptions | undefined): Required<FsPluginOption
   return { inventory: inventory ?? true, inventoryLimit: limit };
 }
 
-// Activity probes and closers receive the resource; they never capture it.
+// Activity probes, inspectors and closers receive the resource; they never capture it.
 const fdActivity = (fd: number) => fdPosition(fd);
 const fileHandleActivity = (fh: { fd: number }) => fdPosition(fh.fd);
 const bytesReadActivity = (s: StreamLike) => s.bytesRead ?? 0;
@@ -172,7 +176,12 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
 
   function releaseOwner(owner: Owner, cause: string | undefined): void {
     if (owner.stream !== undefined) {
-      owner.handle.release(streamRelease(owner.ref?.deref() as StreamLike | undefined, cause));
+      // byte counts and the error only go on the span
+      owner.handle.release(
+        owner.handle.recording
+          ? streamRelease(owner.ref?.deref() as StreamLike | undefined, cause)
+          : undefined,
+      );
     } else {
       owner.handle.release(cause ? { details: { [ATTR_CAUSE]: cause } } : undefined);
     }
@@ -207,18 +216,29 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
     if (!owner.handle.released) releaseOwner(owner, undefined);
   }
 
+  /**
+   * fs.fd is the hot path (an open and a close are a few microseconds): one shared options
+   * object, no details. Reports get the path from `inspect` (it looks the fd up here); a span
+   * that records gets it through `annotate`.
+   */
+  const inspectFd = (fd: number): Attributes => {
+    const owner = owners.get(fd);
+    return owner ? { [ATTR_PATH]: owner.path, [ATTR_FD]: fd } : { [ATTR_FD]: fd };
+  };
+  const fdSpec = {
+    kind: KIND_FD,
+    gc: false,
+    close: closeFd,
+    activity: fdActivityProbe,
+    inspect: inspectFd,
+  } satisfies TrackOptions<number>;
+
   function trackFd(fd: unknown, path: unknown, site: CreationSite | undefined): void {
     if (typeof fd !== 'number') return;
     const p = pathString(path);
-    const handle = tracker.track(fd, {
-      kind: KIND_FD,
-      gc: false,
-      close: closeFd,
-      activity: fdActivityProbe,
-      details: { [ATTR_PATH]: p, [ATTR_FD]: fd },
-      site,
-    });
-    claim(fd, { handle, fd, ref: undefined, path: p, stream: undefined });
+    const handle = tracker.track(fd, site === undefined ? fdSpec : { ...fdSpec, site });
+    if (handle.recording) handle.annotate({ [ATTR_PATH]: p, [ATTR_FD]: fd });
+    claim(fd, new Owner(handle, fd, undefined, p, undefined));
   }
 
   function onFileHandleClose(this: object): void {
@@ -237,13 +257,7 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
     const handleObject = fh as { fd: number } & EmitterLike;
     if (typeof handleObject?.fd !== 'number' || fileHandleOwners.has(handleObject)) return;
     const p = pathString(path);
-    const owner: Owner = {
-      handle: NO_HANDLE,
-      fd: handleObject.fd,
-      ref: new WeakRef(handleObject),
-      path: p,
-      stream: undefined,
-    };
+    const owner = new Owner(NO_HANDLE, handleObject.fd, new WeakRef(handleObject), p, undefined);
     owner.handle = tracker.track(handleObject, {
       kind: KIND_FILEHANDLE,
       close: closeFileHandle as never,
@@ -295,13 +309,7 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
     const fd = typeof stream.fd === 'number' ? stream.fd : -1;
     const previous = fd >= 0 ? owners.get(fd) : undefined;
     const p = fd >= 0 ? (previous?.path ?? '') : pathString(stream.path ?? path);
-    const owner: Owner = {
-      handle: NO_HANDLE,
-      fd: -1,
-      ref: new WeakRef(stream),
-      path: p,
-      stream: direction,
-    };
+    const owner = new Owner(NO_HANDLE, -1, new WeakRef(stream), p, direction);
     const details: Attributes = { [ATTR_PATH]: p };
     if (fd >= 0) details[ATTR_FD] = fd;
     owner.handle = tracker.track(stream, {
@@ -518,7 +526,20 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
     );
   }
 
-  patchSync(fs, 'openSync', (fd, args) => trackFd(fd, args[0], undefined));
+  // openSync is the hottest path: its own wrapper, with no extra closure call.
+  ctx.patch(fs as unknown as Record<string, Fn>, 'openSync', (original) =>
+    likeOriginal(original, function (this: unknown, ...args: unknown[]) {
+      const fd = Reflect.apply(original, this, args);
+      if (ctx.active) {
+        try {
+          trackFd(fd, args[0], undefined);
+        } catch (error) {
+          ctx.reportError('openSync', error);
+        }
+      }
+      return fd;
+    }),
+  );
   patchCallback(fs, 'open', KIND_FD, trackFd);
   patchClose('closeSync');
   patchClose('close');

@@ -9,11 +9,12 @@ import {
   type PluginContext,
   type ReleaseOptions,
   type ResourceHandle,
+  type TrackOptions,
   type TrustflowPlugin,
 } from '@trustflow/core';
 import type { NetPluginOptions } from '../types.js';
 import { type FdProvider, fdProviders } from './registry.js';
-import { LiveSet, likeOriginal } from './wrap.js';
+import { likeOriginal } from './wrap.js';
 
 /**
  * Folders whose frames are instrumentation, cut from creation stacks: this package's and
@@ -71,6 +72,7 @@ interface SocketLike {
   readonly _server?: object;
   readonly _handle?: { fd?: number; constructor?: { name?: string } } | null;
   readonly _tlsOptions?: { pipe?: boolean };
+  readonly timeout?: number;
   readonly _httpMessage?: unknown;
   destroy(): unknown;
   on(event: string, listener: Fn): unknown;
@@ -85,69 +87,70 @@ interface ServerLike {
   close(): unknown;
 }
 
-/** What the plugin keeps per tracked socket or server. */
-interface Info {
-  handle: ResourceHandle;
-  ref: WeakRef<object>;
-  timedOut: boolean;
-  readonly released: boolean;
-}
+/**
+ * A tracked socket or server carries its handle under a symbol of the enabled plugin instance (a
+ * property is cheaper than a WeakMap entry on this path), and sits in the plugin's live set
+ * until it closes: held strongly, since an open socket or a listening server is never collected.
+ */
+type Tagged = (SocketLike | ServerLike) & Record<symbol, unknown>;
 
 interface ServerInfo {
   /** The listening server's handle; undefined when it started listening before the plugin. */
   handle: ResourceHandle | undefined;
-  /** The listen() call's site, shared by the sockets the server accepts. */
-  site: CreationSite | undefined;
-  socketAttributes: Attributes;
-}
-
-function info(handle: ResourceHandle, resource: object): Info {
-  return {
-    handle,
-    ref: new WeakRef(resource),
-    timedOut: false,
-    get released() {
-      return this.handle.released;
-    },
-  };
-}
-
-const attributeCache = new Map<string, Attributes>();
-function attributesFor(role: Role | undefined, secure: boolean, transport: Transport): Attributes {
-  const key = `${role}|${secure}|${transport}`;
-  let attributes = attributeCache.get(key);
-  if (attributes === undefined) {
-    const fresh: Attributes = { [ATTR_TRANSPORT]: transport, [ATTR_TLS]: secure };
-    if (role !== undefined) fresh[ATTR_ROLE] = role;
-    attributes = Object.freeze(fresh);
-    attributeCache.set(key, attributes);
-  }
-  return attributes;
+  /** Set when the tracker declined the server (ignored, untracked): its sockets are skipped too. */
+  declined: boolean;
+  /** What its accepted sockets are tracked with: the listen() site, shared. */
+  socketSpec: TrackOptions<number>;
 }
 
 const pipeTransport: Transport = process.platform === 'win32' ? 'pipe' : 'unix';
+const TRANSPORTS: readonly Transport[] = ['tcp', pipeTransport];
+
+function attributesFor(role: Role | undefined, secure: boolean, transport: Transport): Attributes {
+  const attributes: Attributes = { [ATTR_TRANSPORT]: transport, [ATTR_TLS]: secure };
+  if (role !== undefined) attributes[ATTR_ROLE] = role;
+  return Object.freeze(attributes);
+}
+
+/** One frozen attribute object per combination, so the tracker finds its series by identity. */
+const ATTRIBUTES = {
+  client: TRANSPORTS.map((t) => [
+    attributesFor('client', false, t),
+    attributesFor('client', true, t),
+  ]),
+  server: TRANSPORTS.map((t) => [
+    attributesFor('server', false, t),
+    attributesFor('server', true, t),
+  ]),
+  listener: TRANSPORTS.map((t) => [
+    attributesFor(undefined, false, t),
+    attributesFor(undefined, true, t),
+  ]),
+};
+const attributes = (role: keyof typeof ATTRIBUTES, secure: boolean, transport: Transport) =>
+  ATTRIBUTES[role][transport === 'tcp' ? 0 : 1]![secure ? 1 : 0]!;
 
 function clientTransport(socket: SocketLike): Transport {
   if (socket._tlsOptions !== undefined) return socket._tlsOptions.pipe ? pipeTransport : 'tcp';
   return socket._handle?.constructor?.name === 'Pipe' ? pipeTransport : 'tcp';
 }
 
-// Probes, inspectors and closers receive the resource; they never capture it.
-const socketActivity = (s: SocketLike) => s.bytesRead + s.bytesWritten;
-const serverActivity = (s: ServerLike) => s._connections ?? 0;
-const destroySocket = (s: SocketLike) => s.destroy();
-const closeServer = (s: ServerLike) => void s.close();
-/** Byte counts so far, and for a socket of an http(s) Agent whether it sits idle in the pool. */
-function inspectSocket(s: SocketLike): Attributes {
+/**
+ * At report time: addresses, byte counts so far, and for a socket of an http(s) Agent whether it
+ * sits idle in the pool or carries a request.
+ */
+function inspectSocket(s: SocketLike, addresses: boolean): Attributes {
   const attributes: Attributes = {
     [ATTR_BYTES_READ]: s.bytesRead,
     [ATTR_BYTES_WRITTEN]: s.bytesWritten,
   };
+  if (addresses) addressDetails(s, attributes);
   // An Agent installs a 'free' listener on its sockets; a free socket has no request attached.
   if (s.listenerCount('free') > 0) attributes[ATTR_POOL_STATE] = s._httpMessage ? 'in-use' : 'idle';
   return attributes;
 }
 
+/** Addresses of a connected socket (one getsockname and one getpeername, cached by Node). */
 function addressDetails(s: SocketLike, details: Attributes): Attributes {
   const local = s.localAddress;
   if (local !== undefined) details[ATTR_LOCAL_ADDRESS] = local;
@@ -187,12 +190,70 @@ export function netPlugin(init?: NetPluginOptions): TrustflowPlugin {
 
 function setup(ctx: PluginContext, options: Required<NetPluginOptions>): () => void {
   const { tracker } = ctx;
-  const sockets = new WeakMap<object, Info>();
+  const kId = Symbol('trustflow.net.id');
+  const kHandle = Symbol('trustflow.net.handle');
+  const kTimedOut = Symbol('trustflow.net.timedOut');
+  const kTimeoutListener = Symbol('trustflow.net.timeoutListener');
+  const handleOf = (resource: object) =>
+    (resource as Tagged)[kHandle] as ResourceHandle | undefined;
+  /**
+   * Open sockets and listening servers by the plugin's own id, which is what the tracker tracks:
+   * a number needs no WeakRef, and an open socket or listening server is never collected anyway.
+   * Probes, inspectors and closers look the resource up here (they never capture it).
+   */
+  const live = new Map<number, Tagged>();
+  let nextId = 1;
+  let sweepAt = 256;
   const servers = new WeakMap<object, ServerInfo>();
-  const live = new LiveSet<Info>();
   const listening = new WeakMap<object, CreationSite | undefined>();
-  /** Client sockets (and their sites) waiting for the microtask that tracks them. */
-  let pending: unknown[] = [];
+
+  const socketActivity = (id: number) => {
+    const s = live.get(id) as SocketLike | undefined;
+    return s ? s.bytesRead + s.bytesWritten : -1;
+  };
+  const serverActivity = (id: number) =>
+    (live.get(id) as ServerLike | undefined)?._connections ?? 0;
+  const destroySocket = (id: number) => void (live.get(id) as SocketLike | undefined)?.destroy();
+  const closeServer = (id: number) => void (live.get(id) as ServerLike | undefined)?.close();
+  const inspect = (id: number) => {
+    const s = live.get(id) as SocketLike | undefined;
+    return s ? inspectSocket(s, options.addresses) : undefined;
+  };
+  /** Shared track options of client sockets, by attribute set. */
+  const clientSpecs = new Map<Attributes, TrackOptions<number>>();
+
+  function socketSpec(attributes: Attributes, site: CreationSite | undefined) {
+    return {
+      kind: KIND_SOCKET,
+      attributes,
+      gc: false,
+      close: destroySocket,
+      activity: socketActivity,
+      inspect,
+      site,
+    } satisfies TrackOptions<number>;
+  }
+
+  function remember(resource: Tagged, handle: ResourceHandle, id: number): void {
+    resource[kHandle] = handle;
+    resource[kId] = id;
+    live.set(id, resource);
+    if (live.size >= sweepAt) sweep();
+  }
+
+  /**
+   * Drops released entries and settles sockets that closed while the plugin missed their
+   * 'close' (their listeners were removed). Runs when the map has doubled since the last sweep.
+   */
+  function sweep(): void {
+    for (const [id, resource] of live) {
+      const handle = handleOf(resource);
+      if (handle === undefined || handle.released) live.delete(id);
+      else if ((resource as SocketLike).destroyed === true)
+        socketClosed(resource as SocketLike, false);
+    }
+    sweepAt = Math.max(256, live.size * 2);
+  }
 
   function onClose(this: SocketLike, hadError: unknown): void {
     try {
@@ -203,18 +264,24 @@ function setup(ctx: PluginContext, options: Required<NetPluginOptions>): () => v
   }
 
   function socketClosed(socket: SocketLike, hadError: unknown): void {
-    const entry = sockets.get(socket);
-    if (entry === undefined) return;
-    sockets.delete(socket);
-    live.delete(entry);
-    if (entry.handle.released) return;
+    const tagged = socket as Tagged;
+    const handle = handleOf(socket);
+    if (handle === undefined) return;
+    tagged[kHandle] = undefined;
+    live.delete(tagged[kId] as number);
+    if (handle.released) return;
+    if (!handle.recording) {
+      // bytes, cause and error only go on the span
+      handle.release();
+      return;
+    }
     const errored = socket.errored ?? undefined;
     const cause =
       hadError === true || errored !== undefined
         ? 'error'
         : socket.readableEnded
           ? 'end'
-          : entry.timedOut
+          : tagged[kTimedOut] === true
             ? 'timeout'
             : 'destroy';
     const release: ReleaseOptions = {
@@ -225,80 +292,90 @@ function setup(ctx: PluginContext, options: Required<NetPluginOptions>): () => v
       },
     };
     if (errored !== undefined) release.error = errored;
-    entry.handle.release(release);
+    handle.release(release);
   }
 
-  function socketTimedOut(this: SocketLike): void {
-    const entry = sockets.get(this);
-    if (entry !== undefined) entry.timedOut = true;
+  function onTimeout(this: SocketLike): void {
+    if (handleOf(this) !== undefined) (this as Tagged)[kTimedOut] = true;
   }
 
+  /** The 'timeout' listener (for the close cause) only goes on sockets that have a timeout. */
+  function listenForTimeout(socket: SocketLike): void {
+    const tagged = socket as Tagged;
+    if (tagged[kTimeoutListener] === true || !(socket.timeout! > 0)) return;
+    if (handleOf(socket)?.released !== false) return;
+    tagged[kTimeoutListener] = true;
+    socket.on('timeout', onTimeout);
+  }
+
+  /** Addresses go on the span when it records (an SDK sampled it); reports read them live. */
   function onConnect(this: SocketLike): void {
     try {
-      const entry = sockets.get(this);
-      if (entry !== undefined && !entry.handle.released) {
-        entry.handle.annotate(addressDetails(this, {}));
-      }
+      const handle = handleOf(this);
+      if (handle?.recording) handle.annotate(addressDetails(this, {}));
     } catch (error) {
       ctx.reportError('socket connect', error);
     }
   }
 
-  function trackSocket(
-    socket: SocketLike,
-    attributes: Attributes,
-    site: CreationSite | undefined,
-    details: Attributes | undefined,
-  ): void {
-    const handle = tracker.track(socket, {
-      kind: KIND_SOCKET,
-      attributes,
-      close: destroySocket,
-      activity: socketActivity,
-      inspect: inspectSocket,
-      details,
-      site,
-    });
-    const entry = info(handle, socket);
-    sockets.set(socket, entry);
-    live.add(entry);
+  function trackSocket(socket: SocketLike, spec: TrackOptions<number>): ResourceHandle {
+    const id = nextId++;
+    const handle = tracker.track(id, spec);
+    if (handle.released) return handle; // declined: ignored, untracked, shut down
+    remember(socket as Tagged, handle, id);
     socket.on('close', onClose);
-    socket.on('timeout', socketTimedOut);
+    listenForTimeout(socket);
+    return handle;
   }
 
-  // Client sockets are published at the start of connect(), before connect() has created the
-  // handle that tells TCP from a Unix socket: they are tracked in a microtask, with the site
-  // taken at connect().
-  const drain = () => {
-    const batch = pending;
-    pending = [];
-    if (!ctx.active) return;
-    for (let i = 0; i < batch.length; i += 2) {
-      const socket = batch[i] as SocketLike;
-      try {
-        if (socket.destroyed) continue;
-        const secure = socket.encrypted === true || socket._tlsOptions !== undefined;
-        trackSocket(
-          socket,
-          attributesFor('client', secure, clientTransport(socket)),
-          batch[i + 1] as CreationSite | undefined,
-          undefined,
-        );
-        if (options.addresses) socket.on('connect', onConnect);
-      } catch (error) {
-        ctx.reportError('client socket', error);
+  // Client sockets: net.Socket.prototype.connect (net.connect, tls.connect and the http(s)
+  // Agents all come through it). The 'net.client.socket' channel is published at the start of
+  // connect(), before connect() has created the handle that tells TCP from a Unix socket, and
+  // tracking later would lose `tracker.untracked()`; so the socket is tracked as connect()
+  // returns, still inside the caller's call (and stack).
+  ctx.patch(net.Socket.prototype as unknown as Record<string, Fn>, 'connect', (original) =>
+    likeOriginal(original, function (this: SocketLike, ...args: unknown[]) {
+      const result = Reflect.apply(original, this, args);
+      if (ctx.active) {
+        try {
+          connected(this);
+        } catch (error) {
+          ctx.reportError('Socket.connect', error);
+        }
       }
-    }
-  };
+      return result;
+    }),
+  );
 
-  ctx.subscribe('net.client.socket', (message) => {
-    const socket = (message as { socket?: SocketLike }).socket;
-    if (!ctx.active || socket === undefined) return;
-    const current = sockets.get(socket);
-    if (current !== undefined && !current.handle.released) return;
-    if (pending.length === 0) queueMicrotask(drain);
-    pending.push(socket, tracker.captureSite(KIND_SOCKET));
-  });
+  // A timeout set after the socket was tracked (keep-alive agents and servers do that).
+  ctx.patch(net.Socket.prototype as unknown as Record<string, Fn>, 'setTimeout', (original) =>
+    likeOriginal(original, function (this: SocketLike, ...args: unknown[]) {
+      const result = Reflect.apply(original, this, args);
+      if (ctx.active) {
+        try {
+          listenForTimeout(this);
+        } catch (error) {
+          ctx.reportError('Socket.setTimeout', error);
+        }
+      }
+      return result;
+    }),
+  );
+
+  function connected(socket: SocketLike): void {
+    if (socket.destroyed) return;
+    const current = handleOf(socket);
+    if (current !== undefined && !current.released) return;
+    const secure = socket.encrypted === true || socket._tlsOptions !== undefined;
+    const attrs = attributes('client', secure, clientTransport(socket));
+    let spec = clientSpecs.get(attrs);
+    if (spec === undefined) {
+      spec = socketSpec(attrs, undefined);
+      clientSpecs.set(attrs, spec);
+    }
+    const handle = trackSocket(socket, spec);
+    if (options.addresses && handle.recording) socket.on('connect', onConnect);
+  }
 
   function serverInfo(server: ServerLike): ServerInfo {
     let entry = servers.get(server);
@@ -307,8 +384,8 @@ function setup(ctx: PluginContext, options: Required<NetPluginOptions>): () => v
       const secure = server instanceof tls.Server;
       entry = {
         handle: undefined,
-        site: undefined,
-        socketAttributes: attributesFor('server', secure, transport),
+        declined: false,
+        socketSpec: socketSpec(attributes('server', secure, transport), undefined),
       };
       servers.set(server, entry);
     }
@@ -320,14 +397,14 @@ function setup(ctx: PluginContext, options: Required<NetPluginOptions>): () => v
     if (!ctx.active || socket === undefined) return;
     const server = (socket.server ?? socket._server) as ServerLike | undefined;
     const owner = server ? serverInfo(server) : undefined;
+    if (owner?.declined) return;
     owner?.handle?.touch();
-    if (socket.destroyed || sockets.has(socket)) return;
-    trackSocket(
+    if (socket.destroyed || handleOf(socket) !== undefined) return;
+    const handle = trackSocket(
       socket,
-      owner?.socketAttributes ?? attributesFor('server', false, 'tcp'),
-      owner?.site,
-      options.addresses ? addressDetails(socket, {}) : undefined,
+      owner?.socketSpec ?? socketSpec(attributes('server', false, 'tcp'), undefined),
     );
+    if (options.addresses && handle.recording) handle.annotate(addressDetails(socket, {}));
   });
 
   // server.listen(): the site is taken at the call (asyncStart, inside listen()); the server is
@@ -356,20 +433,21 @@ function setup(ctx: PluginContext, options: Required<NetPluginOptions>): () => v
       if (host !== undefined) details[ATTR_LOCAL_ADDRESS] = host;
       if (port !== undefined) details[ATTR_LOCAL_PORT] = port;
     }
-    entry.site = site;
-    entry.handle = tracker.track(server, {
+    const transport = server._pipeName !== undefined ? pipeTransport : 'tcp';
+    const id = nextId++;
+    const handle = tracker.track(id, {
       kind: KIND_SERVER,
-      attributes: attributesFor(
-        undefined,
-        server instanceof tls.Server,
-        server._pipeName !== undefined ? pipeTransport : 'tcp',
-      ),
+      attributes: attributes('listener', server instanceof tls.Server, transport),
+      gc: false,
       close: closeServer,
       activity: serverActivity,
       details,
       site,
     });
-    live.add(info(entry.handle, server));
+    entry.handle = handle;
+    entry.declined = handle.released;
+    entry.socketSpec = { ...entry.socketSpec, site };
+    if (!handle.released) remember(server as Tagged, handle, id);
   });
 
   // A server stops listening at close(); its 'close' event waits for every connection to end.
@@ -377,8 +455,10 @@ function setup(ctx: PluginContext, options: Required<NetPluginOptions>): () => v
     likeOriginal(original, function (this: object, ...args: unknown[]) {
       if (ctx.active) {
         try {
-          const handle = servers.get(this)?.handle;
-          if (handle !== undefined && !handle.released) {
+          const handle = handleOf(this);
+          if (handle !== undefined) {
+            (this as Tagged)[kHandle] = undefined;
+            live.delete((this as Tagged)[kId] as number);
             handle.release({ details: { [ATTR_CAUSE]: 'close' } });
           }
         } catch (error) {
@@ -391,10 +471,8 @@ function setup(ctx: PluginContext, options: Required<NetPluginOptions>): () => v
 
   // Descriptors of live sockets and servers, for the fd inventory of @trustflow/plugin-fs.
   const provider: FdProvider = (add) => {
-    for (const entry of live.values()) {
-      if (entry.handle.released) continue;
-      const fd = (entry.ref.deref() as { _handle?: { fd?: number } | null } | undefined)?._handle
-        ?.fd;
+    for (const resource of live.values()) {
+      const fd = resource._handle?.fd;
       if (typeof fd === 'number' && fd >= 0) add(fd);
     }
   };
@@ -402,8 +480,12 @@ function setup(ctx: PluginContext, options: Required<NetPluginOptions>): () => v
 
   return () => {
     fdProviders().delete(provider);
-    pending = [];
     const details = { details: { [ATTR_CAUSE]: 'plugin-disabled' } };
-    for (const entry of live.drain()) entry.handle.release(details);
+    for (const resource of live.values()) {
+      const handle = handleOf(resource);
+      resource[kHandle] = undefined;
+      handle?.release(details);
+    }
+    live.clear();
   };
 }
