@@ -166,3 +166,38 @@ export async function freePort(): Promise<number> {
 export function warnings(stderr: string): string[] {
   return stderr.split('\n').filter((l) => l.startsWith('trustflow: '));
 }
+
+/**
+ * Retries `attempt` until it returns a value (not undefined) or `timeoutMs` passes. Only for
+ * outside services with no event to wait on (an HTTP endpoint coming up, a Prometheus query).
+ */
+export async function eventually<T>(
+  attempt: () => Promise<T | undefined>,
+  what: string,
+  timeoutMs = 20_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await attempt();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** GET `url`: status and body. */
+export async function get(
+  url: string,
+): Promise<{ status: number; body: string; headers: Headers }> {
+  const response = await fetch(url, { signal: AbortSignal.timeout(5000) });
+  return { status: response.status, body: await response.text(), headers: response.headers };
+}

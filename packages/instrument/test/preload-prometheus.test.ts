@@ -1,0 +1,152 @@
+import { spawn } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  cleanEnv,
+  eventually,
+  fixture,
+  freePort,
+  get,
+  killChildren,
+  NODE24,
+  PRELOAD,
+  run,
+  start,
+  tempDir,
+} from './preload-helpers.js';
+
+afterEach(killChildren);
+
+const hasPrometheus =
+  (await run('sh', ['-c', 'command -v prometheus && command -v promtool'])).code === 0;
+
+async function instrumentedApp(env: Record<string, string> = {}) {
+  const port = await freePort();
+  const app = start(NODE24, ['--import', PRELOAD, fixture('app-serve.mjs')], {
+    env: cleanEnv({ OTEL_EXPORTER_PROMETHEUS_PORT: String(port), ...env }),
+  });
+  await app.line(/^ready$/);
+  const base = `http://127.0.0.1:${port}`;
+  const metrics = await eventually(async () => {
+    const r = await get(`${base}/metrics`);
+    return r.status === 200 && r.body.includes('trustflow_resource_active') ? r.body : undefined;
+  }, 'the metrics endpoint');
+  return { app, port, base, metrics };
+}
+
+describe('the metrics endpoint', () => {
+  it('serves Prometheus text on 127.0.0.1 only, and the JSON report', async () => {
+    const { base, port, metrics, app } = await instrumentedApp();
+    expect(metrics).toMatch(
+      /^trustflow_resource_active\{trustflow_resource_kind="fs\.fd",[^}]*\} 1$/m,
+    );
+    expect(metrics).toMatch(/^process_open_fds\{[^}]*\} \d+$/m);
+    expect(metrics).toMatch(/^nodejs_eventloop_utilization\{/m);
+    expect(metrics).toMatch(/^target_info\{[^}]*service_name="unknown_service:[^"]*"/m);
+    // bound to 127.0.0.1, not to every interface
+    const refused = await new Promise<string>((resolve) => {
+      const socket = connect(port, '127.0.0.2');
+      socket.on('connect', () => resolve('connected'));
+      socket.on('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? 'error'));
+    });
+    expect(refused).toBe('ECONNREFUSED');
+
+    const report = await get(`${base}/trustflow/report`);
+    expect(report.status).toBe(200);
+    expect(report.headers.get('content-type')).toMatch(/^application\/json/);
+    const live = JSON.parse(report.body);
+    expect(live.schema).toBe('trustflow.report/v1');
+    expect(live.pid).toBe(app.child.pid);
+    expect(live.active['fs.fd']).toBe(1);
+    // live: only stale/collected leaks; with ?open=1 every open resource
+    expect(live.leaks).toEqual([]);
+    const open = JSON.parse((await get(`${base}/trustflow/report?open=1`)).body);
+    expect(open.leaks.map((l: { kind: string }) => l.kind)).toContain('fs.fd');
+    // the endpoint's own server and connections are not the application's
+    expect(open.active['net.server'] ?? 0).toBe(0);
+    expect(open.active['net.socket'] ?? 0).toBe(0);
+    expect((await get(`${base}/nothing-here`)).status).toBe(404);
+  });
+
+  it('TRUSTFLOW_REPORT_ENDPOINT=off leaves only /metrics', async () => {
+    const { base } = await instrumentedApp({ TRUSTFLOW_REPORT_ENDPOINT: 'off' });
+    expect((await get(`${base}/trustflow/report`)).status).toBe(404);
+    expect((await get(`${base}/metrics`)).status).toBe(200);
+  });
+
+  it.runIf(hasPrometheus)(
+    'promtool check metrics accepts the exposition without warnings',
+    async () => {
+      const { metrics } = await instrumentedApp();
+      const promtool = spawn('promtool', ['check', 'metrics'], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let output = '';
+      promtool.stdout.on('data', (d) => {
+        output += d;
+      });
+      promtool.stderr.on('data', (d) => {
+        output += d;
+      });
+      promtool.stdin.end(metrics);
+      const code = await new Promise((resolve) => promtool.on('close', resolve));
+      expect(output).toBe('');
+      expect(code).toBe(0);
+    },
+  );
+
+  it.runIf(hasPrometheus)(
+    'a real Prometheus server scrapes it, and its query API returns trustflow_resource_active for a kind',
+    async () => {
+      const { port } = await instrumentedApp();
+      const dir = await tempDir('tf-prometheus-');
+      try {
+        const config = join(dir.path, 'prometheus.yml');
+        await writeFile(
+          config,
+          [
+            'global:',
+            '  scrape_interval: 1s',
+            'scrape_configs:',
+            '  - job_name: app',
+            '    static_configs:',
+            `      - targets: ['127.0.0.1:${port}']`,
+            '',
+          ].join('\n'),
+        );
+        const promPort = await freePort();
+        start(
+          'prometheus',
+          [
+            `--config.file=${config}`,
+            `--storage.tsdb.path=${join(dir.path, 'data')}`,
+            `--web.listen-address=127.0.0.1:${promPort}`,
+          ],
+          { env: cleanEnv() },
+        );
+        const query = encodeURIComponent(
+          'trustflow_resource_active{trustflow_resource_kind="fs.fd"}',
+        );
+        const result = await eventually(
+          async () => {
+            const r = await get(`http://127.0.0.1:${promPort}/api/v1/query?query=${query}`);
+            const body = JSON.parse(r.body);
+            return body.data?.result?.length > 0 ? body.data.result : undefined;
+          },
+          'Prometheus to scrape the endpoint',
+          40_000,
+        );
+        expect(result[0].metric).toMatchObject({
+          __name__: 'trustflow_resource_active',
+          trustflow_resource_kind: 'fs.fd',
+          job: 'app',
+        });
+        expect(result[0].value[1]).toBe('1');
+      } finally {
+        await killChildren();
+        await dir.remove();
+      }
+    },
+    60_000,
+  );
+});
