@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Connection, Stream } from '@libp2p/interface';
 import type { LeakEvent, ResourceTracker } from '@trustflow/core';
-import { collectGarbage } from '@trustflow/test-utils';
+import { collectGarbage, createTracingHarness } from '@trustflow/test-utils';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   cleanup,
@@ -173,6 +173,38 @@ describe('streams and connections as tracked resources', () => {
       ...tx,
     });
     expect(connTx).toBeGreaterThan(total + 50_000);
+  });
+
+  it('gives each stream a lifetime span with peer, address and byte counts (never on metrics)', async () => {
+    const tracing = createTracingHarness();
+    const a = await instrumentedNode({ tracker: { tracer: tracing.tracer } });
+    const b = await plainNode();
+    const done: Promise<void>[] = [];
+    await b.handle('/sink/1', (s) => void done.push(readAll(s).then(() => s.close())));
+    const stream = await a.node.dialProtocol(b.getMultiaddrs()[0]!, '/sink/1');
+    await sendAll(stream, randomBytes(1234));
+    await stream.close();
+    await Promise.all(done);
+    await closed(stream);
+    const span = tracing.spans().find((s) => s.name === 'libp2p.stream');
+    expect(span?.attributes).toMatchObject({
+      'trustflow.resource.kind': 'libp2p.stream',
+      'libp2p.protocol': '/sink/1',
+      'libp2p.direction': 'outbound',
+      'libp2p.peer.id': b.peerId.toString(),
+      'libp2p.remote_addr': expect.stringContaining('/ip4/127.0.0.1/tcp/'),
+      'libp2p.bytes_sent': 1234,
+      'libp2p.bytes_received': 0,
+    });
+    const connection = tracing.spans().filter((s) => s.name === 'libp2p.connection');
+    expect(connection).toHaveLength(0); // still open
+    for (const metric of await a.trackerMetrics.collect()) {
+      for (const point of metric.dataPoints) {
+        expect(Object.keys(point.attributes)).not.toContain('libp2p.peer.id');
+        expect(Object.keys(point.attributes)).not.toContain('libp2p.remote_addr');
+      }
+    }
+    await tracing.shutdown();
   });
 
   it('talks normally to a node without it: a large transfer arrives whole and in order', async () => {

@@ -111,7 +111,13 @@ function onClosed(event: Event): void {
   if (io === undefined) return;
   try {
     const { error, local } = event as Event & { error?: Error; local?: boolean };
-    io.handle.release({
+    const handle = io.handle;
+    if (!handle.recording) {
+      // no span to show the figures on: skip building them
+      handle.release(error ? { error } : undefined);
+      return;
+    }
+    handle.release({
       details: {
         'libp2p.bytes_sent': io.sent,
         'libp2p.bytes_received': io.received,
