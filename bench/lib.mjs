@@ -5,6 +5,7 @@
 // target?: string, peakRssBytes?: number }. The runner computes ratios against the row of the
 // same case marked baseline: ratio > 1 always means "better than baseline".
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
 export const root = fileURLToPath(new URL('..', import.meta.url));
@@ -19,11 +20,15 @@ export function median(values) {
  * Runs `node [...nodeArgs] script` once and resolves with the JSON object the script printed as its
  * last stdout line, plus the child's peak RSS (from /usr/bin/time-free getrusage of the child).
  */
-export function runChild(script, { nodeArgs = [], env = {}, args = [], timeoutMs = 300_000 } = {}) {
+export function runChild(
+  script,
+  { nodeArgs = [], env = {}, args = [], timeoutMs = 300_000, cwd } = {},
+) {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...nodeArgs, script, ...args], {
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
+      ...(cwd ? { cwd } : {}),
     });
     let out = '';
     let err = '';
@@ -56,18 +61,24 @@ export function runChild(script, { nodeArgs = [], env = {}, args = [], timeoutMs
 
 /**
  * Runs each configuration `reps` times, interleaved (A B C A B C ...), each run in its own process,
- * and returns per configuration the median of `pick(result)` and the highest peak RSS seen.
- * A configuration is { name, script, nodeArgs?, env?, args? }.
+ * and returns per configuration the median of `pick(result)` and the highest peak RSS seen (and
+ * every result, in `results`). A configuration is { name, script, nodeArgs?, env?, args?, cwd? };
+ * `env` may be an async function returning the environment, called before every run (for a fresh
+ * free port, say).
  */
 export async function interleaved(configs, { reps = 5, pick = (r) => r.value } = {}) {
-  const samples = new Map(configs.map((c) => [c.name, { values: [], rss: 0, last: undefined }]));
+  const samples = new Map(
+    configs.map((c) => [c.name, { values: [], rss: 0, last: undefined, results: [] }]),
+  );
   for (let i = 0; i < reps; i++) {
     for (const config of configs) {
-      const result = await runChild(config.script, config);
+      const env = typeof config.env === 'function' ? await config.env() : config.env;
+      const result = await runChild(config.script, { ...config, env });
       const s = samples.get(config.name);
       s.values.push(pick(result));
       s.rss = Math.max(s.rss, result.peakRssBytes ?? 0);
       s.last = result;
+      s.results.push(result);
     }
   }
   return configs.map((c) => {
@@ -78,7 +89,20 @@ export async function interleaved(configs, { reps = 5, pick = (r) => r.value } =
       values: s.values,
       peakRssBytes: s.rss,
       last: s.last,
+      results: s.results,
     };
+  });
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (for a child's metrics endpoint). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
   });
 }
 

@@ -9,6 +9,9 @@ import { root } from './lib.mjs';
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
 const only = argv.filter((a) => !a.startsWith('--'));
+// --quick should finish all suites in about three minutes on two cores: a suite over this gets a
+// warning (each suite keeps its own quick settings; see docs/benchmarks.md).
+const QUICK_BUDGET_S = Number(process.env.BENCH_QUICK_BUDGET_S ?? 40);
 const suiteDir = join(root, 'bench', 'suites');
 const files = readdirSync(suiteDir)
   .filter((f) => f.endsWith('.mjs'))
@@ -17,21 +20,38 @@ const files = readdirSync(suiteDir)
 
 const rows = [];
 const failures = [];
+const suites = [];
 for (const file of files) {
   const suite = await import(join(suiteDir, file));
   const name = file.replace(/\.mjs$/, '');
   process.stderr.write(`bench: ${name} (${suite.title ?? ''})\n`);
   const started = performance.now();
+  const entry = { name, title: suite.title ?? '', rows: [], markdown: undefined, json: {} };
   try {
+    // a suite returns its rows, or { rows, markdown?, json? }: markdown (a string, or a function
+    // of every row once ratios are known) replaces the generic table of that suite in the output,
+    // json is merged into bench/results/latest.json
     const result = await suite.run({ quick });
-    for (const row of result) rows.push({ suite: name, ...row });
+    const out = Array.isArray(result) ? { rows: result } : result;
+    for (const row of out.rows ?? []) {
+      const full = { suite: name, ...row };
+      rows.push(full);
+      entry.rows.push(full);
+    }
+    entry.markdown = out.markdown;
+    entry.json = out.json ?? {};
   } catch (error) {
     failures.push(`${name}: ${error.message}`);
     process.stderr.write(`bench: ${name} failed: ${error.stack}\n`);
   }
-  process.stderr.write(
-    `bench: ${name} took ${((performance.now() - started) / 1000).toFixed(1)} s\n`,
-  );
+  entry.seconds = (performance.now() - started) / 1000;
+  suites.push(entry);
+  process.stderr.write(`bench: ${name} took ${entry.seconds.toFixed(1)} s\n`);
+  if (quick && entry.seconds > QUICK_BUDGET_S) {
+    process.stderr.write(
+      `bench: ${name} is over its quick budget (${entry.seconds.toFixed(0)} s > ${QUICK_BUDGET_S} s)\n`,
+    );
+  }
 }
 
 for (const row of rows) {
@@ -41,33 +61,78 @@ for (const row of rows) {
 }
 
 const fmt = (v) => (v >= 100 ? v.toFixed(0) : v >= 1 ? v.toFixed(2) : v.toPrecision(3));
-const header = '| suite | case | config | median | ratio | peak RSS | target |';
-const lines = [header, '|---|---|---|---|---|---|---|'];
-for (const r of rows) {
-  lines.push(
-    `| ${r.suite} | ${r.case} | ${r.config} | ${fmt(r.value)} ${r.unit} | ${r.ratio ? `${r.ratio.toFixed(3)}x` : r.baseline ? 'baseline' : ''} | ${r.peakRssBytes ? `${(r.peakRssBytes / 1048576).toFixed(0)} MB` : ''} | ${r.target ?? ''} |`,
-  );
+function genericTable(list) {
+  const lines = [
+    '| case | config | median | ratio | peak RSS | target |',
+    '|---|---|---|---|---|---|',
+  ];
+  for (const r of list) {
+    lines.push(
+      `| ${r.case} | ${r.config} | ${fmt(r.value)} ${r.unit} | ${r.ratio ? `${r.ratio.toFixed(3)}x` : r.baseline ? 'baseline' : ''} | ${r.peakRssBytes ? `${(r.peakRssBytes / 1048576).toFixed(0)} MB` : ''} | ${r.target ?? ''} |`,
+    );
+  }
+  return lines.join('\n');
 }
-const table = lines.join('\n');
+const sections = [];
+for (const s of suites) {
+  let body;
+  if (typeof s.markdown === 'function') body = s.markdown(s.rows);
+  else if (typeof s.markdown === 'string') body = s.markdown;
+  else body = s.rows.length ? genericTable(s.rows) : '(no rows: the suite failed)';
+  sections.push(`### ${s.name}: ${s.title} (${s.seconds.toFixed(0)} s)\n\n${body.trim()}\n`);
+}
+const table = sections.join('\n');
 process.stdout.write(`\n${table}\n`);
 if (failures.length) process.stdout.write(`\nfailed suites:\n- ${failures.join('\n- ')}\n`);
 
+const total = suites.reduce((t, s) => t + s.seconds, 0);
 const machine = `${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${process.platform}`;
 const date = new Date().toISOString().slice(0, 10);
+const command = `pnpm bench${quick ? ' --quick' : ''}${only.length ? ` ${only.join(' ')}` : ''}`;
 mkdirSync(join(root, 'bench', 'results'), { recursive: true });
-writeFileSync(
-  join(root, 'bench', 'results', 'latest.json'),
-  `${JSON.stringify({ date, machine, quick, rows: rows.map((r) => ({ workload: `${r.suite}: ${r.case}`, config: r.config, median: r.value, unit: r.unit, ratio: r.ratio ?? (r.baseline ? 1 : null), peakRssBytes: r.peakRssBytes ?? null })) }, null, 2)}\n`,
-);
+const json = {
+  date,
+  machine,
+  node: process.version,
+  command,
+  quick,
+  seconds: Math.round(total),
+  suites: Object.fromEntries(suites.map((s) => [s.name, Math.round(s.seconds)])),
+  rows: rows.map(
+    ({
+      suite,
+      case: c,
+      config,
+      value,
+      unit,
+      ratio,
+      peakRssBytes,
+      baseline,
+      better,
+      target,
+      ...extra
+    }) => ({
+      workload: `${suite}: ${c}`,
+      config,
+      median: value,
+      unit,
+      ratio: ratio ?? (baseline ? 1 : null),
+      peakRssBytes: peakRssBytes ?? null,
+      ...extra,
+    }),
+  ),
+};
+for (const s of suites) Object.assign(json, s.json);
+writeFileSync(join(root, 'bench', 'results', 'latest.json'), `${JSON.stringify(json, null, 2)}\n`);
 if (only.length === 0) {
   const docPath = join(root, 'docs', 'benchmarks.md');
   let doc = '';
   try {
     doc = readFileSync(docPath, 'utf8');
   } catch {}
-  const section = `<!-- results:start -->\nMeasured with \`pnpm bench${quick ? ' --quick' : ''}\` on ${date}: ${machine}.\n\n${table}\n<!-- results:end -->`;
+  const section = `<!-- results:start -->\nMeasured with \`${command}\` on ${date}: ${machine}. All suites took ${total.toFixed(0)} s.\n\n${table}\n<!-- results:end -->`;
   doc = /<!-- results:start -->[\s\S]*<!-- results:end -->/.test(doc)
-    ? doc.replace(/<!-- results:start -->[\s\S]*<!-- results:end -->/, section)
+    ? doc.replace(/<!-- results:start -->[\s\S]*<!-- results:end -->/, () => section)
     : `${doc}\n${section}\n`;
   writeFileSync(docPath, doc);
 }
