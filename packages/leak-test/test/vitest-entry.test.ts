@@ -66,6 +66,7 @@ describe('@trustflow/leak-test/vitest in a real vitest run', () => {
     expect(status).toEqual({
       'sockets closes its socket': 'passed',
       'sockets leaks a socket': 'failed',
+      'cleanup in afterEach passes: its afterEach closes the server before the check': 'passed',
       'leaks a server': 'failed',
       'leaks an interval': 'failed',
       'leaks an fd': 'failed',
@@ -102,6 +103,6 @@ describe('@trustflow/leak-test/vitest in a real vitest run', () => {
     // The console output names the leaking tests too.
     expect(output).toContain('FAIL  suite.fixture.ts > sockets > leaks a socket');
     expect(output).toContain('LeakError: test "leaks an fd" leaked 1 resource in 1 group:');
-    expect(output).toMatch(/Tests {2}6 failed \| 5 passed \(11\)/);
+    expect(output).toMatch(/Tests {2}6 failed \| 6 passed \(12\)/);
   }, 90_000);
 });

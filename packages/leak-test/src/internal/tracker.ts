@@ -1,6 +1,7 @@
 import { join, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
+  asyncHooksAvoidPromises,
   createAsyncHooksSource,
   createResourceTracker,
   DEFAULT_ASYNC_TYPES,
@@ -117,8 +118,20 @@ export function defaultTracker(): ResourceTracker {
       ...(fsPlugin ? FS_HANDLE_TYPES : []),
       ...(netPlugin ? NET_HANDLE_TYPES : []),
     ]);
+    // Timers are only visible through async_hooks. Where Node cannot leave promises out of a
+    // hook (before 24), tracking them costs await-heavy code: accepted in tests, and said once.
+    if (!asyncHooksAvoidPromises()) {
+      process.emitWarning(
+        'this Node cannot create an async hook without promise hooks; timers and handles are ' +
+          'tracked anyway, which slows await-heavy tests (Node >= 24 has no such cost)',
+        { type: 'TrustflowWarning', code: 'TRUSTFLOW_LEAK_TEST_PROMISE_HOOKS' },
+      );
+    }
     const plugins = [
-      createAsyncHooksSource({ types: DEFAULT_ASYNC_TYPES.filter((t) => !covered.has(t)) }),
+      createAsyncHooksSource({
+        types: DEFAULT_ASYNC_TYPES.filter((t) => !covered.has(t)),
+        forceWithPromiseHooks: true,
+      }),
       ...(fsPlugin ? [fsPlugin()] : []),
       ...(netPlugin ? [netPlugin()] : []),
     ];
