@@ -1,7 +1,9 @@
-// Shared by the fs-net workloads: enables one plugin with default options on a default tracker.
-// Plugins are imported from their built packages (run `pnpm build` first).
+// Shared by the fs-net workloads: enables one plugin with default options on a default tracker
+// (sampled stacks, spans on, the global OTel API: no SDK registered, so spans do not record).
+// config 'sdk' gives the tracker an in-memory OTel metrics SDK instead. Plugins are imported
+// from their built packages (run `pnpm build` first).
 export async function enablePlugins(config, which) {
-  if (config === 'off') return;
+  if (config === 'off') return undefined;
   const { createResourceTracker } = await import('@trustflow/core');
   const options = {};
   if (config === 'sdk') {
@@ -14,9 +16,7 @@ export async function enablePlugins(config, which) {
   const plugin =
     which === 'fs'
       ? (await import('../../packages/plugin-fs/dist/index.js')).fsPlugin()
-      : (
-          await import(`../../packages/plugin-net/${process.env.X_DIST ?? 'dist'}/index.js`)
-        ).netPlugin(process.env.TF_NET_ADDRESSES === '0' ? { addresses: false } : {});
+      : (await import('../../packages/plugin-net/dist/index.js')).netPlugin();
   plugin.enable({ tracker, meter: options.meter });
   return tracker;
 }

@@ -124,6 +124,32 @@ describe('wrapped calls behave like the originals', () => {
     expect(withPlugin[0]).toBe(true);
   });
 
+  it('Socket.connect keeps its return value and its thrown errors', async () => {
+    const outcome = async () => {
+      const results: unknown[] = [];
+      try {
+        new net.Socket().connect({} as never);
+      } catch (error) {
+        results.push((error as { code?: string }).code, (error as Error).message);
+      }
+      const server = net.createServer((s) => s.end());
+      server.listen(0, '127.0.0.1');
+      await once(server, 'listening');
+      const socket = new net.Socket();
+      results.push(socket.connect(portOf(server), '127.0.0.1') === socket);
+      socket.resume();
+      await closed(socket);
+      server.close();
+      return results;
+    };
+    const f = fixture();
+    const withPlugin = await outcome();
+    f.plugin.disable();
+    expect(withPlugin).toEqual(await outcome());
+    expect(withPlugin[0]).toBe('ERR_MISSING_ARGS');
+    expect(withPlugin[2]).toBe(true);
+  });
+
   it('never lets an error inside instrumentation reach the application', async () => {
     const real = createResourceTracker({ scanIntervalMs: 0 });
     const broken = Object.create(real) as ResourceTracker;

@@ -336,6 +336,30 @@ describe('tls and http(s) agents', () => {
   });
 });
 
+describe('instrumentation of its own', () => {
+  it('does not track sockets created inside tracker.untracked(), nor those of an ignored server', async () => {
+    const { server } = await echoServer();
+    const quiet = f.tracker.untracked(() => net.connect(portOf(server), '127.0.0.1'));
+    await once(quiet, 'connect');
+    const own = net.createServer((s) => s.end());
+    f.tracker.ignore(own);
+    own.listen(0, '127.0.0.1');
+    await once(own, 'listening');
+    const toOwn = net.connect(portOf(own), '127.0.0.1');
+    toOwn.resume();
+    await closed(toOwn);
+    own.close();
+    const roles = f.tracker
+      .snapshot()
+      .resources.filter((r) => r.kind === 'net.socket')
+      .map((r) => r.attributes['trustflow.net.role']);
+    // only the echo server's side of the quiet connection is the application's
+    expect(roles).toEqual(['server']);
+    expect(f.tracker.snapshot().opened['net.server']).toBe(1);
+    quiet.destroy();
+  });
+});
+
 describe('fd inventory provider', () => {
   it('tells @trustflow/plugin-fs which descriptors its sockets and servers hold', async () => {
     const { server, accepted } = await echoServer();

@@ -16,7 +16,7 @@ import {
 import type { FdInventory, FdType, FsPluginOptions } from '../types.js';
 import { fdPosition, hasProcFd, isOpenFd, listOpenFds, type OpenFd } from './inventory.js';
 import { fdProviders } from './registry.js';
-import { LiveSet, likeOriginal, pathString } from './wrap.js';
+import { FdTable, LiveSet, likeOriginal, pathString } from './wrap.js';
 
 /**
  * Folders whose frames are instrumentation, cut from creation stacks: this package's and
@@ -151,7 +151,7 @@ export function fsPlugin(init?: FsPluginOptions): TrustflowPlugin {
 function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => void {
   const { tracker } = ctx;
   const procfs = hasProcFd();
-  const owners = new Map<number, Owner>();
+  const owners = new FdTable<Owner>();
   const live = new LiveSet<ResourceHandle>();
   const streamOwners = new WeakMap<object, Owner>();
   const fileHandleOwners = new WeakMap<object, Owner>();
@@ -580,7 +580,7 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
   /** On disable: the tracker keeps nothing of ours. */
   function release(): void {
     const details = { details: { [ATTR_CAUSE]: 'plugin-disabled' } };
-    for (const owner of owners.values()) owner.handle.release(details);
+    for (const [, owner] of owners.entries()) owner.handle.release(details);
     owners.clear();
     for (const handle of live.drain()) handle.release(details);
     dirPaths.clear();
@@ -608,7 +608,7 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
    * descriptor takes the lowest free number, which may be the one just closed elsewhere.
    */
   const reconcile = (isOpen: (fd: number) => boolean, foreign: Set<number>) => {
-    for (const [fd, owner] of owners) {
+    for (const [fd, owner] of owners.entries()) {
       if (owner.handle.released) owners.delete(fd);
       else if (!isOpen(fd)) settle(owner, 'closed-elsewhere');
       else if (foreign.has(fd)) settle(owner, 'fd-reused');

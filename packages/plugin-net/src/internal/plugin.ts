@@ -100,7 +100,7 @@ interface ServerInfo {
   /** Set when the tracker declined the server (ignored, untracked): its sockets are skipped too. */
   declined: boolean;
   /** What its accepted sockets are tracked with: the listen() site, shared. */
-  socketSpec: TrackOptions<number>;
+  socketSpec: TrackOptions<SocketLike>;
 }
 
 const pipeTransport: Transport = process.platform === 'win32' ? 'pipe' : 'unix';
@@ -134,6 +134,14 @@ function clientTransport(socket: SocketLike): Transport {
   if (socket._tlsOptions !== undefined) return socket._tlsOptions.pipe ? pipeTransport : 'tcp';
   return socket._handle?.constructor?.name === 'Pipe' ? pipeTransport : 'tcp';
 }
+
+// Probes, inspectors and closers receive the resource; they never capture it.
+const socketActivity = (s: SocketLike) => s.bytesRead + s.bytesWritten;
+const serverActivity = (s: ServerLike) => s._connections ?? 0;
+const destroySocket = (s: SocketLike) => void s.destroy();
+const closeServer = (s: ServerLike) => void s.close();
+const inspectWithAddresses = (s: SocketLike) => inspectSocket(s, true);
+const inspectWithoutAddresses = (s: SocketLike) => inspectSocket(s, false);
 
 /**
  * At report time: addresses, byte counts so far, and for a socket of an http(s) Agent whether it
@@ -190,37 +198,20 @@ export function netPlugin(init?: NetPluginOptions): TrustflowPlugin {
 
 function setup(ctx: PluginContext, options: Required<NetPluginOptions>): () => void {
   const { tracker } = ctx;
-  const kId = Symbol('trustflow.net.id');
   const kHandle = Symbol('trustflow.net.handle');
   const kTimedOut = Symbol('trustflow.net.timedOut');
   const kTimeoutListener = Symbol('trustflow.net.timeoutListener');
   const handleOf = (resource: object) =>
     (resource as Tagged)[kHandle] as ResourceHandle | undefined;
-  /**
-   * Open sockets and listening servers by the plugin's own id, which is what the tracker tracks:
-   * a number needs no WeakRef, and an open socket or listening server is never collected anyway.
-   * Probes, inspectors and closers look the resource up here (they never capture it).
-   */
-  const live = new Map<number, Tagged>();
-  let nextId = 1;
+  /** Open sockets and listening servers, held until they close (for disable and the inventory). */
+  const live = new Set<Tagged>();
   let sweepAt = 256;
   const servers = new WeakMap<object, ServerInfo>();
   const listening = new WeakMap<object, CreationSite | undefined>();
 
-  const socketActivity = (id: number) => {
-    const s = live.get(id) as SocketLike | undefined;
-    return s ? s.bytesRead + s.bytesWritten : -1;
-  };
-  const serverActivity = (id: number) =>
-    (live.get(id) as ServerLike | undefined)?._connections ?? 0;
-  const destroySocket = (id: number) => void (live.get(id) as SocketLike | undefined)?.destroy();
-  const closeServer = (id: number) => void (live.get(id) as ServerLike | undefined)?.close();
-  const inspect = (id: number) => {
-    const s = live.get(id) as SocketLike | undefined;
-    return s ? inspectSocket(s, options.addresses) : undefined;
-  };
+  const inspect = options.addresses ? inspectWithAddresses : inspectWithoutAddresses;
   /** Shared track options of client sockets, by attribute set. */
-  const clientSpecs = new Map<Attributes, TrackOptions<number>>();
+  const clientSpecs = new Map<Attributes, TrackOptions<SocketLike>>();
 
   function socketSpec(attributes: Attributes, site: CreationSite | undefined) {
     return {
@@ -231,13 +222,12 @@ function setup(ctx: PluginContext, options: Required<NetPluginOptions>): () => v
       activity: socketActivity,
       inspect,
       site,
-    } satisfies TrackOptions<number>;
+    } satisfies TrackOptions<SocketLike>;
   }
 
-  function remember(resource: Tagged, handle: ResourceHandle, id: number): void {
+  function remember(resource: Tagged, handle: ResourceHandle): void {
     resource[kHandle] = handle;
-    resource[kId] = id;
-    live.set(id, resource);
+    live.add(resource);
     if (live.size >= sweepAt) sweep();
   }
 
@@ -246,9 +236,9 @@ function setup(ctx: PluginContext, options: Required<NetPluginOptions>): () => v
    * 'close' (their listeners were removed). Runs when the map has doubled since the last sweep.
    */
   function sweep(): void {
-    for (const [id, resource] of live) {
+    for (const resource of live) {
       const handle = handleOf(resource);
-      if (handle === undefined || handle.released) live.delete(id);
+      if (handle === undefined || handle.released) live.delete(resource);
       else if ((resource as SocketLike).destroyed === true)
         socketClosed(resource as SocketLike, false);
     }
@@ -268,7 +258,7 @@ function setup(ctx: PluginContext, options: Required<NetPluginOptions>): () => v
     const handle = handleOf(socket);
     if (handle === undefined) return;
     tagged[kHandle] = undefined;
-    live.delete(tagged[kId] as number);
+    live.delete(tagged);
     if (handle.released) return;
     if (!handle.recording) {
       // bytes, cause and error only go on the span
@@ -318,11 +308,10 @@ function setup(ctx: PluginContext, options: Required<NetPluginOptions>): () => v
     }
   }
 
-  function trackSocket(socket: SocketLike, spec: TrackOptions<number>): ResourceHandle {
-    const id = nextId++;
-    const handle = tracker.track(id, spec);
+  function trackSocket(socket: SocketLike, spec: TrackOptions<SocketLike>): ResourceHandle {
+    const handle = tracker.track(socket, spec);
     if (handle.released) return handle; // declined: ignored, untracked, shut down
-    remember(socket as Tagged, handle, id);
+    remember(socket as Tagged, handle);
     socket.on('close', onClose);
     listenForTimeout(socket);
     return handle;
@@ -434,8 +423,7 @@ function setup(ctx: PluginContext, options: Required<NetPluginOptions>): () => v
       if (port !== undefined) details[ATTR_LOCAL_PORT] = port;
     }
     const transport = server._pipeName !== undefined ? pipeTransport : 'tcp';
-    const id = nextId++;
-    const handle = tracker.track(id, {
+    const handle = tracker.track(server, {
       kind: KIND_SERVER,
       attributes: attributes('listener', server instanceof tls.Server, transport),
       gc: false,
@@ -447,7 +435,7 @@ function setup(ctx: PluginContext, options: Required<NetPluginOptions>): () => v
     entry.handle = handle;
     entry.declined = handle.released;
     entry.socketSpec = { ...entry.socketSpec, site };
-    if (!handle.released) remember(server as Tagged, handle, id);
+    if (!handle.released) remember(server as Tagged, handle);
   });
 
   // A server stops listening at close(); its 'close' event waits for every connection to end.
@@ -458,7 +446,7 @@ function setup(ctx: PluginContext, options: Required<NetPluginOptions>): () => v
           const handle = handleOf(this);
           if (handle !== undefined) {
             (this as Tagged)[kHandle] = undefined;
-            live.delete((this as Tagged)[kId] as number);
+            live.delete(this as Tagged);
             handle.release({ details: { [ATTR_CAUSE]: 'close' } });
           }
         } catch (error) {
@@ -471,7 +459,7 @@ function setup(ctx: PluginContext, options: Required<NetPluginOptions>): () => v
 
   // Descriptors of live sockets and servers, for the fd inventory of @trustflow/plugin-fs.
   const provider: FdProvider = (add) => {
-    for (const resource of live.values()) {
+    for (const resource of live) {
       const fd = resource._handle?.fd;
       if (typeof fd === 'number' && fd >= 0) add(fd);
     }
@@ -481,7 +469,7 @@ function setup(ctx: PluginContext, options: Required<NetPluginOptions>): () => v
   return () => {
     fdProviders().delete(provider);
     const details = { details: { [ATTR_CAUSE]: 'plugin-disabled' } };
-    for (const resource of live.values()) {
+    for (const resource of live) {
       const handle = handleOf(resource);
       resource[kHandle] = undefined;
       handle?.release(details);
