@@ -103,6 +103,9 @@ const NO_HANDLE: ResourceHandle = Object.freeze({
   [Symbol.dispose]() {},
 });
 
+/** The owner of a stream the tracker declined: its open passes through untracked. */
+const DECLINED = new Owner(NO_HANDLE, -1, undefined, '', 'read');
+
 function readOptions(init: FsPluginOptions | undefined): Required<FsPluginOptions> {
   if (init !== undefined && (typeof init !== 'object' || init === null)) {
     throw new TypeError(`fsPlugin: options must be an object, got ${String(init)}`);
@@ -237,6 +240,7 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
     if (typeof fd !== 'number') return;
     const p = pathString(path);
     const handle = tracker.track(fd, site === undefined ? fdSpec : { ...fdSpec, site });
+    if (handle.released) return; // declined: inside tracker.untracked(), or shut down
     if (handle.recording) handle.annotate({ [ATTR_PATH]: p, [ATTR_FD]: fd });
     claim(fd, new Owner(handle, fd, undefined, p, undefined));
   }
@@ -265,6 +269,7 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
       details: { [ATTR_PATH]: p, [ATTR_FD]: handleObject.fd },
       site,
     });
+    if (owner.handle.released) return; // declined: ignored, untracked, shut down
     fileHandleOwners.set(handleObject, owner);
     live.add(owner.handle);
     claim(handleObject.fd, owner);
@@ -319,6 +324,11 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
       activity: direction === 'read' ? bytesReadActivity : bytesWrittenActivity,
       details,
     });
+    if (owner.handle.released) {
+      // declined (inside tracker.untracked()): its own open, a tick later, is not tracked either
+      streamOwners.set(stream, DECLINED);
+      return;
+    }
     streamOwners.set(stream, owner);
     live.add(owner.handle);
     stream.on('close', finishStream);
@@ -347,6 +357,7 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
       details: { [ATTR_PATH]: p },
       site,
     });
+    if (handle.released) return;
     const resolved = resolve(p);
     dirs.set(dir, { handle, path: resolved });
     dirPaths.set(resolved, (dirPaths.get(resolved) ?? 0) + 1);
@@ -408,6 +419,7 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
       close: type === 'watch' ? closeWatcher : () => fs.unwatchFile(p),
       details: { [ATTR_PATH]: p },
     });
+    if (handle.released) return;
     watchers.set(watcher, { handle, inotify: type === 'watch' });
     live.add(handle);
     if (type === 'watch') inotifyUsers++;
@@ -463,6 +475,7 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
         const path = args[0];
         const stream = key === 'open' ? constructing : undefined;
         constructing = undefined;
+        if (stream === DECLINED) return Reflect.apply(original, this, args);
         const site = stream ? undefined : captureSite(kind);
         args[n - 1] = function (this: unknown, ...results: unknown[]) {
           const [error, result] = results;
