@@ -271,7 +271,12 @@ export async function createTrustflowNode(
       addresses: { listen: [`/ip4/${config.host}/tcp/${config.port}`] },
       transports: [tcp()],
       connectionEncrypters: [noise()],
-      streamMuxers: [yamux()],
+      // A stream the reader pauses may still receive a full window: with a 2 MiB window that
+      // stays under libp2p's 4 MiB read-buffer limit, and bounds what a slow reader holds.
+      // A stream the reader pauses may still receive what is left of its window: a 2 MiB window
+      // (yamux allows 16 MiB) keeps that under libp2p's 4 MiB read-buffer limit and bounds what
+      // a slow reader holds. On loopback the transfer rate is bound by encryption, not the window.
+      streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: 2 * 1024 * 1024 } })],
       connectionManager: { maxConnections: config.maxConnections, dialTimeout: dl.dialMs },
       // connections and protocol streams become tracked resources (libp2p.connection/.stream)
       metrics: libp2pMetrics({ tracker, meter }),
