@@ -65,9 +65,9 @@ export const FIXTURES = [
 
 export const TOOLS = [
   { id: 'ours', label: 'ours (preload exit report)' },
+  { id: 'leak-test', label: 'ours (@trustflow/leak-test)' },
   { id: 'why', label: 'why-is-node-running' },
   { id: 'wtfnode', label: 'wtfnode' },
-  { id: 'leak-test', label: 'ours (@trustflow/leak-test)' },
   { id: 'vitest', label: 'vitest --detectAsyncLeaks' },
 ];
 
@@ -299,7 +299,7 @@ async function runVitest(scratch) {
       join(dir, 'vitest.config.mjs'),
       '--detectAsyncLeaks',
       '--no-color',
-      '--maxWorkers=2',
+      '--maxWorkers=1',
     ],
     { cwd: bench, timeoutMs: 180_000, env: { NO_COLOR: '1', FORCE_COLOR: '0' } },
   );
@@ -352,22 +352,34 @@ export async function run({ quick }) {
   const scratch = mkdtempSync(join(tmpdir(), 'tf-detection-'));
   const matrix = [];
   try {
+    // nothing here is timed, so two fixtures run at once (the vitest run goes beside them)
+    const jobs = [];
     for (const tool of ['ours', 'leak-test', 'why', 'wtfnode']) {
-      for (const fixture of FIXTURES) {
-        const leakRun = await runTool(tool, fixture.name, 'leak', scratch);
-        const cleanRun = await runTool(tool, fixture.name, 'clean', scratch);
-        for (const r of [leakRun, cleanRun]) {
-          if (r.raw.code !== 0) {
-            const lines = r.raw.err.trim().split('\n');
-            const message = lines.find((l) => /Error\b/.test(l)) ?? lines.at(-1);
-            r.error = `exit ${r.raw.code ?? r.raw.signal}: ${message}`;
-          }
-        }
-        matrix.push(judge(fixture, tool, leakRun, cleanRun));
-      }
+      for (const fixture of FIXTURES) jobs.push({ tool, fixture });
     }
-    if (process.env.BENCH_VITEST !== '0') {
-      const v = await runVitest(scratch);
+    const vitest = process.env.BENCH_VITEST !== '0' ? runVitest(scratch) : undefined;
+    const results = new Map();
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 2 }, async () => {
+        while (next < jobs.length) {
+          const { tool, fixture } = jobs[next++];
+          const leakRun = await runTool(tool, fixture.name, 'leak', scratch);
+          const cleanRun = await runTool(tool, fixture.name, 'clean', scratch);
+          for (const r of [leakRun, cleanRun]) {
+            if (r.raw.code !== 0) {
+              const lines = r.raw.err.trim().split('\n');
+              const message = lines.find((l) => /Error\b/.test(l)) ?? lines.at(-1);
+              r.error = `exit ${r.raw.code ?? r.raw.signal}: ${message}`;
+            }
+          }
+          results.set(`${tool}/${fixture.name}`, judge(fixture, tool, leakRun, cleanRun));
+        }
+      }),
+    );
+    for (const { tool, fixture } of jobs) matrix.push(results.get(`${tool}/${fixture.name}`));
+    if (vitest) {
+      const v = await vitest;
       for (const fixture of FIXTURES) {
         const leakRun = v.results.get(`${fixture.name}.leak`);
         const cleanRun = v.results.get(`${fixture.name}.clean`);
