@@ -1,3 +1,4 @@
+import { Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   asyncHooksAvoidPromises,
@@ -30,5 +31,25 @@ describe('async-hooks source: a timer cleared just before a report', () => {
       .map((l) => l.sample.attributes.hasRef)
       .sort();
     expect(refs).toEqual([false, true]);
+  });
+});
+
+describe("async-hooks source: Node's own unref'd timers", () => {
+  it('are not tracked (socket timeouts), while timers the application unrefs later are', () => {
+    const tracker = createResourceTracker({ scanIntervalMs: 0, stacks: 'all' });
+    const source = createAsyncHooksSource({ forceWithPromiseHooks: !asyncHooksAvoidPromises() });
+    source.enable({ tracker });
+    cleanups.push(
+      () => tracker.shutdown(),
+      () => source.disable(),
+    );
+    const socket = new Socket();
+    socket.setTimeout(60_000); // an unref'd Timeout inside net
+    const mine = setTimeout(() => {}, 60_000).unref();
+    cleanups.push(
+      () => clearTimeout(mine),
+      () => socket.destroy(),
+    );
+    expect(tracker.snapshot().active.timer).toBe(1);
   });
 });

@@ -121,6 +121,10 @@ export function createAsyncHooksSource(options: AsyncHooksSourceOptions = {}): T
             return;
           }
           if (!types.has(type)) return;
+          // A timer created unref'd is Node's own (socket and HTTP timeouts, re-created on every
+          // request of a keep-alive connection): its owner is tracked already, and timers an
+          // application creates start ref'd. Skipping them keeps request paths cheap.
+          if (type === 'Timeout' && (resource as HandleLike).hasRef?.() === false) return;
           busy = true;
           try {
             const handle = ctx.tracker.track(resource, specFor(type) as never);
