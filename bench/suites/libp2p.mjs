@@ -4,6 +4,7 @@ import { median, root, runChild } from '../lib.mjs';
 export const title = 'libp2p streams between two real nodes: our metrics vs none vs prometheus';
 
 const script = join(root, 'bench', 'workloads', 'libp2p-streams.mjs');
+const CONFIGS = ['none', 'ours', 'prometheus'];
 const LABEL = {
   none: 'no metrics',
   ours: 'libp2pMetrics()',
@@ -14,49 +15,49 @@ const CASES = [
   ['bulk', 'bulk echo on one stream (1 MiB chunks)', 'MiB'],
 ];
 
+const x = (v) => `${v.toFixed(3)}x`;
+
 export async function run({ quick }) {
-  const reps = quick ? 3 : 7;
+  const reps = quick ? 3 : 9;
   const ms = quick ? '700' : '2500';
-  const samples = { none: [], ours: [], prometheus: [] };
+  // One process per run. Each round runs the three configurations back to back, in a rotating
+  // order; ratios are taken within a round (runs close in time see the same machine load) and
+  // their median is reported next to the medians of the raw figures.
+  const rounds = [];
   const rss = { none: 0, ours: 0, prometheus: 0 };
-  // one process per run, interleaved: none ours prometheus none ours prometheus ...
   for (let i = 0; i < reps; i++) {
-    for (const config of Object.keys(samples)) {
-      const result = await runChild(script, { args: [config, 'both', ms] });
-      samples[config].push(result);
-      rss[config] = Math.max(rss[config], result.peakRssBytes ?? 0);
+    const round = {};
+    for (let k = 0; k < CONFIGS.length; k++) {
+      const config = CONFIGS[(i + k) % CONFIGS.length];
+      round[config] = await runChild(script, { args: [config, 'both', ms] });
+      rss[config] = Math.max(rss[config], round[config].peakRssBytes ?? 0);
     }
+    rounds.push(round);
   }
   const rows = [];
   for (const [key, label, unit] of CASES) {
-    const cpu = {};
-    for (const config of Object.keys(samples)) {
-      cpu[config] = median(samples[config].map((r) => r[key].perCpuSecond));
-    }
-    for (const config of Object.keys(samples)) {
-      rows.push({
-        case: `${label}, per CPU-second`,
-        config: LABEL[config],
-        value: cpu[config],
-        unit: `${unit}/CPU-s`,
-        better: 'higher',
-        baseline: config === 'none',
-        target:
-          config === 'ours'
-            ? `>= 0.95x; ${(cpu.ours / cpu.prometheus).toFixed(3)}x prometheus (>= 1x)`
-            : '',
-        peakRssBytes: rss[config],
-      });
-    }
-    for (const config of Object.keys(samples)) {
-      rows.push({
-        case: `${label}, wall clock`,
-        config: LABEL[config],
-        value: median(samples[config].map((r) => r[key].perWallSecond)),
-        unit: `${unit}/s`,
-        better: 'higher',
-        baseline: config === 'none',
-      });
+    for (const [measure, suffix, perUnit] of [
+      ['perCpuSecond', 'per CPU-second', `${unit}/CPU-s`],
+      ['perWallSecond', 'wall clock', `${unit}/s`],
+    ]) {
+      const paired = (a, b) => median(rounds.map((r) => r[a][key][measure] / r[b][key][measure]));
+      for (const config of CONFIGS) {
+        rows.push({
+          case: `${label}, ${suffix}`,
+          config: LABEL[config],
+          value: median(rounds.map((r) => r[config][key][measure])),
+          unit: perUnit,
+          better: 'higher',
+          baseline: config === 'none',
+          target:
+            config === 'ours'
+              ? `>= 0.95x none, >= 1x prometheus; paired: ${x(paired('ours', 'none'))} none, ${x(paired('ours', 'prometheus'))} prometheus`
+              : config === 'prometheus'
+                ? `paired: ${x(paired('prometheus', 'none'))} none`
+                : '',
+          peakRssBytes: rss[config],
+        });
+      }
     }
   }
   return rows;

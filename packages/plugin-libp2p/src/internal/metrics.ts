@@ -1,3 +1,4 @@
+import { join, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type {
   CalculatedHistogramOptions,
@@ -49,9 +50,14 @@ export const ATTR_PROTOCOL = 'libp2p.protocol';
 export const ATTR_DIRECTION = 'libp2p.direction';
 export const ATTR_TRANSPORT = 'libp2p.transport';
 
-/** This package's code (src/ or dist/) and libp2p's plumbing: cut from creation stacks. */
+/**
+ * This package's code and libp2p's plumbing: cut from creation stacks. Both src/ and dist/ (not
+ * test/): under vitest, source maps may rewrite dist/ frames to src/ paths.
+ */
+const PACKAGE_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const INTERNAL_PATHS = [
-  fileURLToPath(new URL('..', import.meta.url)),
+  join(PACKAGE_ROOT, 'src') + sep,
+  join(PACKAGE_ROOT, 'dist') + sep,
   ...['libp2p', '@libp2p/utils', '@libp2p/multistream-select'].flatMap((name) => [
     `/node_modules/${name}/`,
     `\\node_modules\\${name.replace('/', '\\')}\\`,
