@@ -3,6 +3,7 @@ import {
   context,
   metrics,
   type Attributes as OtelAttributes,
+  ProxyTracerProvider,
   type Span,
   SpanStatusCode,
   type Tracer,
@@ -39,8 +40,19 @@ import {
   TrackerTelemetry,
 } from './telemetry.js';
 
-/** This package's src/ (or dist/) folder: its frames are never user code. */
-const PACKAGE_DIR = new URL('../', import.meta.url).pathname;
+/**
+ * This package's src/ and dist/ folders: their frames are never user code. Both, because with
+ * source maps a frame of dist/ is shown at its source in src/. Not the package root: test/ is
+ * user code.
+ */
+const PACKAGE_ROOT = new URL('../../', import.meta.url);
+const PACKAGE_DIRS = [
+  new URL('src/', PACKAGE_ROOT).pathname,
+  new URL('dist/', PACKAGE_ROOT).pathname,
+];
+
+/** The provider the global API falls back to while no SDK is registered. */
+const NOOP_TRACER_PROVIDER = new ProxyTracerProvider().getDelegate();
 
 const RELEASED = 1;
 const COLLECTED = 2;
@@ -220,6 +232,11 @@ export class Tracker implements ResourceTracker {
   private readonly registry: FinalizationRegistry<Entry>;
   private readonly telemetry: TrackerTelemetry;
   private readonly tracer: Tracer | undefined;
+  /**
+   * The global provider when spans go through the global API: while no SDK is behind it, no span
+   * is started at all (a no-op span still costs an allocation per resource).
+   */
+  private readonly globalTracing: ProxyTracerProvider | undefined;
   private readonly mode: StackMode;
   private readonly first: number;
   private readonly every: number;
@@ -257,11 +274,16 @@ export class Tracker implements ResourceTracker {
     this.now = options.now ?? (() => performance.now());
     this.stacks = new StackFormatter(
       count(options.stackFrames, DEFAULTS.stackFrames, 'stackFrames'),
-      [PACKAGE_DIR, ...(options.internalPaths ?? [])],
+      [...PACKAGE_DIRS, ...(options.internalPaths ?? [])],
     );
     this.registry = new FinalizationRegistry((entry) => this.collected(entry));
     this.tracer =
       options.spans === false ? undefined : (options.tracer ?? trace.getTracer('@trustflow/core'));
+    const provider = trace.getTracerProvider();
+    this.globalTracing =
+      this.tracer && !options.tracer && provider instanceof ProxyTracerProvider
+        ? provider
+        : undefined;
     const meter = options.meter ?? metrics.getMeter('@trustflow/core');
     this.telemetry = new TrackerTelemetry(meter, {
       series: () => this.allSeries,
@@ -359,7 +381,11 @@ export class Tracker implements ResourceTracker {
     } else if (this.shouldCapture(series.kindState, spec)) {
       entry.stack = this.stacks.capture(this.track);
     }
-    if (this.tracer && spec.span !== false) {
+    if (
+      this.tracer &&
+      spec.span !== false &&
+      this.globalTracing?.getDelegate() !== NOOP_TRACER_PROVIDER
+    ) {
       const span = this.tracer.startSpan(
         spec.kind,
         { attributes: spanAttributes(series, spec.details) },
