@@ -66,7 +66,10 @@ export interface MemoryGrowthResult {
   confidence: number;
   /** `growing` when the heap grows in a sustained way (whatever the size). */
   verdict: 'growing' | 'stable' | 'insufficient-data';
-  /** Heap plus external bytes after each full GC, with the number of calls made so far. */
+  /**
+   * Heap plus external bytes after a full GC, with the number of calls made so far; each is the
+   * lower of its own reading and the next one (a moment's retention by the runner is not growth).
+   */
   samples: { iteration: number; bytes: number }[];
   /** One line saying why. */
   reason: string;

@@ -11,7 +11,12 @@ import {
   resolveOptions,
   startCheck,
 } from './internal/leaks.js';
+import { claimDefaultTracker } from './internal/tracker.js';
 import type { LeakCheckOptions } from './types.js';
+
+// Before any test file runs: a pool or libp2p node created at the top of a test file then shares
+// the tracker that captures every stack.
+claimDefaultTracker();
 
 export type { LeakCheckOptions };
 export { LeakError };

@@ -101,6 +101,9 @@ describe('expectNoMemoryGrowth', () => {
     await expect(expectNoMemoryGrowth(() => {}, { iterations: 5 })).rejects.toThrow(
       'expectNoMemoryGrowth: option iterations (5) must be at least samples - 1 (14)',
     );
+    await expect(expectNoMemoryGrowth(() => {}, { minConfidence: 0.2 })).rejects.toThrow(
+      'expectNoMemoryGrowth: option minConfidence must be a number in [0.5, 1], got 0.2',
+    );
     await expect(expectNoMemoryGrowth(() => {}, { maxBytesPerIteration: -1 })).rejects.toThrow(
       /option maxBytesPerIteration must be a non-negative number, got -1/,
     );

@@ -57,6 +57,12 @@ export async function measureGrowth(
       `${WHERE}: option maxBytesPerIteration must be a non-negative number, got ${String(limit)}`,
     );
   }
+  const minConfidence = options.minConfidence ?? 0.95;
+  if (typeof minConfidence !== 'number' || !(minConfidence >= 0.5 && minConfidence <= 1)) {
+    throw new TypeError(
+      `${WHERE}: option minConfidence must be a number in [0.5, 1], got ${String(minConfidence)}`,
+    );
+  }
   if (iterations < samples - 1) {
     throw new TypeError(
       `${WHERE}: option iterations (${iterations}) must be at least samples - 1 (${samples - 1})`,
@@ -106,13 +112,13 @@ export async function measureGrowth(
   const points: GrowthPoint[] = measured.map((m) => ({ t: m.iteration * CALL, v: m.bytes }));
   const estimate = estimateGrowth(points, {
     minPoints: 6,
-    minConfidence: options.minConfidence,
+    minConfidence,
   });
   const perCall = estimate.slopePerHour;
   const reason = estimate.reason
     .replace(/\/h\b/g, ' bytes per call')
     .replace(/per hour/g, 'bytes per call')
-    .replace(/over [\d.]+ h\b/, `over ${iterations} calls`);
+    .replace(/over [\d.]+ (h|min|s)\b/, `over ${iterations} calls`);
   return {
     result: {
       bytesPerIteration: perCall,
