@@ -70,7 +70,13 @@ export async function interleaved(configs, { reps = 5, pick = (r) => r.value } =
   const samples = new Map(
     configs.map((c) => [c.name, { values: [], rss: 0, last: undefined, results: [] }]),
   );
+  const deadline = Number(process.env.BENCH_DEADLINE ?? Number.POSITIVE_INFINITY);
   for (let i = 0; i < reps; i++) {
+    // the runner's quick budget: past the suite's deadline, stop after two repetitions
+    if (i >= 2 && Date.now() > deadline) {
+      budgetCuts.push({ configs: configs.map((c) => c.name), reps: i, wanted: reps });
+      break;
+    }
     for (const config of configs) {
       const env = typeof config.env === 'function' ? await config.env() : config.env;
       const result = await runChild(config.script, { ...config, env });
@@ -93,6 +99,9 @@ export async function interleaved(configs, { reps = 5, pick = (r) => r.value } =
     };
   });
 }
+
+/** Repetitions skipped because a suite ran past its quick budget (read by the runner). */
+export const budgetCuts = [];
 
 /** A TCP port on 127.0.0.1 that was free a moment ago (for a child's metrics endpoint). */
 export function freePort() {
