@@ -80,6 +80,22 @@ describe('async-hooks source', () => {
     expect(tracker.snapshot().active.timer).toBe(0);
   });
 
+  it('does not report closed FileHandles or zlib streams (their destroy waits for GC)', async () => {
+    const { tracker } = start();
+    const { open } = await import('node:fs/promises');
+    const { createGzip, gzipSync } = await import('node:zlib');
+    const handle = await open(here);
+    await handle.close();
+    gzipSync('x');
+    const gzip = createGzip();
+    gzip.end('y');
+    gzip.resume();
+    await once(gzip, 'close');
+    await settle();
+    const kinds = tracker.report({ includeOpen: true }).leaks.map((l) => l.kind);
+    expect(kinds.filter((k) => k === 'async.FILEHANDLE' || k === 'async.ZLIB')).toEqual([]);
+  });
+
   it('never tracks promises', async () => {
     const { tracker } = start();
     for (let i = 0; i < 100; i++) await Promise.resolve(i);
