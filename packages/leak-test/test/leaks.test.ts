@@ -1,12 +1,12 @@
 import { once } from 'node:events';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, rmSync } from 'node:fs';
 import { open as openHandle } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createResourceTracker, type ResourceTracker } from '@trustflow/core';
 import { createBufferPool } from '@trustflow/plugin-buffer-pool';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { expectNoLeaks, LeakError } from '../src/index.js';
 import { cleanup, later, server, siteOf } from './helpers.js';
 
@@ -14,6 +14,7 @@ afterEach(cleanup);
 
 const here = import.meta.url;
 const file = join(tmpdir(), `leak-test-${process.pid}.txt`);
+afterAll(() => rmSync(file, { force: true }));
 
 async function leakOf(fn: () => unknown, options?: Parameters<typeof expectNoLeaks>[1]) {
   const error = await expectNoLeaks(fn, { timeoutMs: 200, ...options }).then(

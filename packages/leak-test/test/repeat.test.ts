@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, rmSync } from 'node:fs';
 import { open as openHandle } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { connect, createServer } from 'node:net';
@@ -13,7 +13,7 @@ import { tcp } from '@libp2p/tcp';
 import { createBufferPool } from '@trustflow/plugin-buffer-pool';
 import { libp2pMetrics } from '@trustflow/plugin-libp2p';
 import { createLibp2p } from 'libp2p';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { expectNoLeaks, expectNoMemoryGrowth } from '../src/index.js';
 import { cleanup, later, server } from './helpers.js';
 
@@ -21,6 +21,7 @@ afterEach(cleanup);
 
 const RUNS = 20;
 const file = join(tmpdir(), `leak-test-repeat-${process.pid}.txt`);
+afterAll(() => rmSync(file, { force: true }));
 
 describe(`the clean cases, ${RUNS} runs each, never fail`, () => {
   it('sockets, servers, timers, fds, FileHandles, pooled buffers', async () => {
