@@ -54,7 +54,7 @@ export interface InstrumentOptions {
 export interface Instrumentation {
   /** The tracker every plugin reports to (also the process-wide default tracker). */
   readonly tracker: ResourceTracker;
-  /** Settles when the OpenTelemetry SDK and its exporters are set up (never rejects). */
+  /** Settles when the OpenTelemetry SDK and its exporters are set up (never rejects); asking for it starts the set-up at once. */
   readonly ready: Promise<void>;
   /** The Prometheus endpoint's URL once it listens, else undefined. */
   readonly metricsUrl: string | undefined;

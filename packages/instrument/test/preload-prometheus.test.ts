@@ -2,7 +2,9 @@ import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
+import { promtoolSafe } from '../src/internal/sdk.js';
 import {
   cleanEnv,
   eventually,
@@ -80,18 +82,25 @@ describe('the metrics endpoint', () => {
     'promtool check metrics accepts the exposition without warnings',
     async () => {
       const { metrics } = await instrumentedApp();
-      const promtool = spawn('promtool', ['check', 'metrics'], { stdio: ['pipe', 'pipe', 'pipe'] });
-      let output = '';
-      promtool.stdout.on('data', (d) => {
-        output += d;
-      });
-      promtool.stderr.on('data', (d) => {
-        output += d;
-      });
-      promtool.stdin.end(metrics);
-      const code = await new Promise((resolve) => promtool.on('close', resolve));
-      expect(output).toBe('');
-      expect(code).toBe(0);
+      expect(await promtool(metrics)).toEqual({ code: 0, output: '' });
+    },
+  );
+
+  it.runIf(hasPrometheus)(
+    "promtool accepts a libp2p service's exposition too (libp2p's own metrics included)",
+    async () => {
+      const port = await freePort();
+      const service = start(
+        NODE24,
+        ['--import', PRELOAD, LEAKY_SERVICE, '--run-for', '20s', '--every', '50ms'],
+        { env: cleanEnv({ OTEL_EXPORTER_PROMETHEUS_PORT: String(port) }) },
+      );
+      await service.line(/running/);
+      const metrics = await eventually(async () => {
+        const r = await get(`http://127.0.0.1:${port}/metrics`);
+        return /^libp2p_/m.test(r.body) && /libp2p\.stream/.test(r.body) ? r.body : undefined;
+      }, 'libp2p metrics');
+      expect(await promtool(metrics)).toEqual({ code: 0, output: '' });
     },
   );
 
@@ -149,4 +158,55 @@ describe('the metrics endpoint', () => {
     },
     60_000,
   );
+});
+
+const LEAKY_SERVICE = fileURLToPath(
+  new URL('../../../examples/leaky-service/service.mjs', import.meta.url),
+);
+
+async function promtool(metrics: string): Promise<{ code: number; output: string }> {
+  const child = spawn('promtool', ['check', 'metrics'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d) => {
+    output += d;
+  });
+  child.stderr.on('data', (d) => {
+    output += d;
+  });
+  child.stdin.end(metrics);
+  const code = await new Promise<number>((resolve) => child.on('close', resolve));
+  return { code, output };
+}
+
+describe('promtoolSafe', () => {
+  it('renames the fd count and drops reserved suffixes of gauges, and nothing else', () => {
+    const text = [
+      '# HELP process_unix_file_descriptor_count Open fds.',
+      '# TYPE process_unix_file_descriptor_count gauge',
+      'process_unix_file_descriptor_count{a="1"} 3',
+      '# TYPE libp2p_protocol_streams_total gauge',
+      'libp2p_protocol_streams_total{protocol="x"} 4',
+      '# TYPE trustflow_resource_opened_total counter',
+      'trustflow_resource_opened_total 5',
+      '# TYPE trustflow_resource_lifetime histogram',
+      'trustflow_resource_lifetime_count 1',
+      'trustflow_resource_lifetime_sum 0.5',
+      '',
+    ].join('\n');
+    expect(promtoolSafe(text)).toBe(
+      [
+        '# HELP process_open_fds Open fds.',
+        '# TYPE process_open_fds gauge',
+        'process_open_fds{a="1"} 3',
+        '# TYPE libp2p_protocol_streams gauge',
+        'libp2p_protocol_streams{protocol="x"} 4',
+        '# TYPE trustflow_resource_opened_total counter',
+        'trustflow_resource_opened_total 5',
+        '# TYPE trustflow_resource_lifetime histogram',
+        'trustflow_resource_lifetime_count 1',
+        'trustflow_resource_lifetime_sum 0.5',
+        '',
+      ].join('\n'),
+    );
+  });
 });

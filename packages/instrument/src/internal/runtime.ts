@@ -107,7 +107,7 @@ export interface StartOptions {
 /** The running instrumentation: tracker, plugins, SDK, endpoint, signal and exit handling. */
 export class Runtime implements Instrumentation, ActiveInstrumentation {
   readonly tracker: ResourceTracker;
-  readonly ready: Promise<void>;
+  private readonly settled: Promise<void>;
   readonly plugins: string[] = [];
   readonly notes: string[] = [];
   private readonly meterProvider: DeferredMeterProvider | undefined;
@@ -127,7 +127,7 @@ export class Runtime implements Instrumentation, ActiveInstrumentation {
     readonly config: Config,
     private readonly mode: StartOptions['mode'],
   ) {
-    this.ready = new Promise((resolve) => {
+    this.settled = new Promise((resolve) => {
       this.resolveReady = resolve;
     });
     if (config.logLevel !== 'none') {
@@ -163,6 +163,15 @@ export class Runtime implements Instrumentation, ActiveInstrumentation {
     this.installProcessHandlers();
     setActiveInstrumentation(this);
     this.scheduleSdk();
+  }
+
+  /**
+   * Settles when the SDK is set up. Asking for it starts loading the SDK now (the preload would
+   * otherwise wait for the first event-loop turn, without keeping the process alive).
+   */
+  get ready(): Promise<void> {
+    void this.loadSdk();
+    return this.settled;
   }
 
   get metricsUrl(): string | undefined {
@@ -296,7 +305,7 @@ export class Runtime implements Instrumentation, ActiveInstrumentation {
       reportEndpoint: this.config.reportEndpoint,
       tracker: this.tracker,
       metrics: () => this.sdk?.prometheus,
-      metricsReady: this.ready.then(() => undefined),
+      metricsReady: this.settled,
       report: (open) => (open ? this.openReport() : this.tracker.report()),
       warn: stderrLine,
       reportError: (where, error) => this.reportError(where, error),

@@ -228,18 +228,40 @@ function buildSdk({ config, tracker, attach, registerGlobals }: SdkOptions): Sdk
 const PROMETHEUS_RENAMES: [string, string][] = [
   ['process_unix_file_descriptor_count', 'process_open_fds'],
 ];
+const RESERVED_SUFFIX = /_(total|count|sum|bucket)$/;
+const METRIC_NAME = /^(# (?:HELP|TYPE) )?([a-zA-Z_:][a-zA-Z0-9_:]*)/gm;
 
-/** Answers a scrape: the exporter's collection, serialized, with the renames above. */
+/**
+ * Makes an exposition pass `promtool check metrics`: the renames above, and for gauges (libp2p
+ * registers some, like `libp2p_protocol_streams_total`) a reserved suffix is dropped. Only the
+ * Prometheus text changes; OTLP keeps every name as it was registered.
+ */
+export function promtoolSafe(text: string): string {
+  const families = new Set<string>();
+  const renames = new Map<string, string>();
+  for (const [, name, type] of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
+    families.add(name!);
+    if (type === 'counter' || type === 'histogram' || type === 'summary') continue;
+    const suffix = RESERVED_SUFFIX.exec(name!);
+    if (suffix) renames.set(name!, name!.slice(0, -suffix[0].length));
+  }
+  for (const [from, to] of PROMETHEUS_RENAMES) if (families.has(from)) renames.set(from, to);
+  for (const [from, to] of renames) if (families.has(to)) renames.delete(from);
+  if (renames.size === 0) return text;
+  return text.replace(METRIC_NAME, (whole, prefix: string | undefined, name: string) => {
+    const to = renames.get(name);
+    return to === undefined ? whole : `${prefix ?? ''}${to}`;
+  });
+}
+
+/** Answers a scrape: the exporter's collection, serialized, made promtool-clean. */
 function prometheusHandler(exporter: PrometheusExporter) {
   const serializer = new PrometheusSerializer();
   return (_req: IncomingMessage, res: ServerResponse) => {
     exporter.collect().then(
       ({ resourceMetrics, errors }) => {
         if (errors.length > 0) diag.error('trustflow: metrics collection errors', ...errors);
-        let text = serializer.serialize(resourceMetrics);
-        for (const [from, to] of PROMETHEUS_RENAMES) {
-          text = text.replace(new RegExp(`^((?:# (?:HELP|TYPE) )?)${from}\\b`, 'gm'), `$1${to}`);
-        }
+        const text = promtoolSafe(serializer.serialize(resourceMetrics));
         res.statusCode = 200;
         res.setHeader('content-type', 'text/plain; version=0.0.4; charset=utf-8');
         res.end(text);
