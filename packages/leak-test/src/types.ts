@@ -50,9 +50,10 @@ export interface MemoryGrowthOptions {
   /** Heap readings (each after a full GC) spread over the iterations. Default 15. */
   samples?: number;
   /**
-   * Sustained growth below this many bytes per call passes. Default 16: keeping even the smallest
-   * object per call fails. Growth is measured on heap used plus external memory (Buffers) after
-   * a full GC, where a clean function reads the same to the byte.
+   * Sustained growth below this many bytes per call passes. Default 16. Growth is measured on
+   * heap used plus external memory (Buffers) after a full GC, where a clean function reads the
+   * same to the byte. Keeping a few dozen bytes per call is near the noise of 300 calls: raise
+   * `iterations` to catch that reliably.
    */
   maxBytesPerIteration?: number;
   /** Confidence needed to call growth sustained (see `estimateGrowth`). Default 0.95. */
