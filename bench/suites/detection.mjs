@@ -10,7 +10,8 @@
 //   `site` (its first user frame).
 // - why-is-node-running: what why() prints at the checkpoint (handle type + user frames).
 // - wtfnode: what dump() prints at the checkpoint (sections, with callsites where it has them).
-// - vitest --detectAsyncLeaks: each fixture as a vitest test file, in one vitest run.
+// - vitest --detectAsyncLeaks and jest --detectOpenHandles (native ESM, --experimental-vm-modules):
+//   each fixture and mode as a test file, one run of each runner.
 // The harness's own frames (bench/fixtures/run.mjs) and stdio are not counted for any tool.
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -69,9 +70,18 @@ export const TOOLS = [
   { id: 'why', label: 'why-is-node-running' },
   { id: 'wtfnode', label: 'wtfnode' },
   { id: 'vitest', label: 'vitest --detectAsyncLeaks' },
+  { id: 'jest', label: 'jest --detectOpenHandles' },
 ];
 
 /** The leak region of a fixture: [first, last] line numbers strictly between the markers. */
+/** Kinds as a tool names them; jest and vitest both print async_hooks resource types. */
+function kindsOf(fixture, tool) {
+  if (tool === 'jest') return fixture.kinds.vitest ?? [];
+  // @trustflow/leak-test names kinds as the preload does
+  if (tool === 'leak-test') return fixture.kinds['leak-test'] ?? fixture.kinds.ours ?? [];
+  return fixture.kinds[tool] ?? [];
+}
+
 function region(name) {
   const lines = readFileSync(join(fixturesDir, `${name}.mjs`), 'utf8').split('\n');
   const start = lines.findIndex((l) => l.includes('// leak:start'));
@@ -260,9 +270,8 @@ async function runTool(tool, fixture, mode, scratch) {
   throw new Error(`unknown tool ${tool}`);
 }
 
-/** One vitest run over every fixture and mode (each a test file); returns items per file. */
-async function runVitest(scratch) {
-  const dir = join(scratch, 'vitest');
+/** Writes one test file per fixture and mode into `dir` (for vitest or jest). */
+function writeTestFiles(dir, runner) {
   mkdirSync(dir, { recursive: true });
   const files = [];
   for (const f of FIXTURES) {
@@ -274,18 +283,25 @@ async function runVitest(scratch) {
         [
           "import { mkdtempSync } from 'node:fs';",
           "import { tmpdir } from 'node:os';",
-          "import { join, resolve } from 'node:path';",
-          "import { test } from 'vitest';",
+          "import { join } from 'node:path';",
+          runner === 'vitest' ? "import { test } from 'vitest';" : '',
           `import { main } from ${JSON.stringify(join(fixturesDir, `${f.name}.mjs`))};`,
           `test(${JSON.stringify(`${f.name} ${mode}`)}, async () => {`,
-          `  globalThis.kept = await main({ leak: ${mode === 'leak'}, tmp: mkdtempSync(join(tmpdir(), 'tf-vitest-')) });`,
-          '  if (globalThis.gc) { globalThis.gc(); await new Promise((r) => setTimeout(r, 20)); globalThis.gc(); }',
+          `  globalThis.kept = await main({ leak: ${mode === 'leak'}, tmp: mkdtempSync(join(tmpdir(), 'tf-${runner}-')) });`,
+          "  if (typeof gc === 'function') { gc(); await new Promise((r) => setTimeout(r, 20)); gc(); }",
           '});',
           '',
         ].join('\n'),
       );
     }
   }
+  return files;
+}
+
+/** One vitest run over every fixture and mode (each a test file); returns items per file. */
+async function runVitest(scratch) {
+  const dir = join(scratch, 'vitest');
+  const files = writeTestFiles(dir, 'vitest');
   writeFileSync(
     join(dir, 'vitest.config.mjs'),
     `export default { test: { root: ${JSON.stringify(dir)}, include: ['*.test.mjs'], pool: 'forks', execArgv: ['--expose-gc'], testTimeout: 30000, teardownTimeout: 2000 } };\n`,
@@ -305,8 +321,62 @@ async function runVitest(scratch) {
   );
   const text = `${r.out}\n${r.err}`;
   const results = new Map();
-  for (const f of files)
+  for (const f of files) {
     results.set(`${f.fixture}.${f.mode}`, { ...vitestItems(text, f.name, dir), raw: r });
+  }
+  return { results, raw: r };
+}
+
+/**
+ * jest --detectOpenHandles prints, after the run, "●  TYPE" blocks with a code frame and
+ * "at fn (path:line:col)" frames, the last of them in the test file that created the handle.
+ */
+function jestItems(text, testFile, base) {
+  const items = [];
+  const start = text.indexOf('Jest has detected');
+  if (start < 0) return { items };
+  for (const block of text
+    .slice(start)
+    .split(/\n\s*●\s+/)
+    .slice(1)) {
+    const kind = /^(\S+)/.exec(block)?.[1];
+    const frames = block.split('\n').filter((l) => /^\s+at /.test(l));
+    if (!frames.some((l) => l.includes(`(${testFile}:`) || l.includes(`/${testFile}:`))) continue;
+    const locs = locations(frames.join('\n'), base);
+    items.push({ kind, locations: locs, site: firstFixtureFrame(locs) });
+  }
+  return { items };
+}
+
+/** One jest run (native ESM: --experimental-vm-modules) over every fixture and mode. */
+async function runJest(scratch) {
+  const dir = join(scratch, 'jest');
+  const files = writeTestFiles(dir, 'jest');
+  writeFileSync(
+    join(dir, 'jest.config.mjs'),
+    `export default { rootDir: ${JSON.stringify(dir)}, testMatch: ['**/*.test.mjs'], transform: {}, testEnvironment: 'node', testTimeout: 30000 };\n`,
+  );
+  const jestBin = join(bench, 'node_modules', 'jest', 'bin', 'jest.js');
+  const r = await spawnCollect(
+    [
+      '--experimental-vm-modules',
+      '--expose-gc',
+      '--no-warnings',
+      jestBin,
+      '--config',
+      join(dir, 'jest.config.mjs'),
+      '--detectOpenHandles',
+      '--forceExit',
+      '--runInBand',
+      '--ci',
+    ],
+    { cwd: dir, timeoutMs: 180_000, env: { NO_COLOR: '1', FORCE_COLOR: '0' } },
+  );
+  const text = `${r.out}\n${r.err}`;
+  const results = new Map();
+  for (const f of files) {
+    results.set(`${f.fixture}.${f.mode}`, { ...jestItems(text, f.name, dir), raw: r });
+  }
   return { results, raw: r };
 }
 
@@ -314,8 +384,7 @@ function judge(fixture, tool, leakRun, cleanRun) {
   const reg = region(fixture.name);
   const inRegion = (loc) =>
     loc && loc.file === reg.file && loc.line >= reg.first && loc.line <= reg.last;
-  // @trustflow/leak-test names kinds as the preload does
-  const kinds = fixture.kinds[tool] ?? (tool === 'leak-test' ? (fixture.kinds.ours ?? []) : []);
+  const kinds = kindsOf(fixture, tool);
   const leakItems = withoutHarness(leakRun.items);
   const cleanItems = withoutHarness(cleanRun.items);
   // what the leak run reports that the clean run does not (same kind at the same site)
@@ -352,16 +421,22 @@ export async function run({ quick }) {
   const scratch = mkdtempSync(join(tmpdir(), 'tf-detection-'));
   const matrix = [];
   try {
-    // nothing here is timed, so two fixtures run at once (the vitest run goes beside them)
+    // nothing here is timed, so three fixtures run at once (the test runners go beside them)
     const jobs = [];
     for (const tool of ['ours', 'leak-test', 'why', 'wtfnode']) {
       for (const fixture of FIXTURES) jobs.push({ tool, fixture });
     }
-    const vitest = process.env.BENCH_VITEST !== '0' ? runVitest(scratch) : undefined;
+    // the test runners go beside the fixtures, one after the other
+    const runners = (async () => {
+      if (process.env.BENCH_VITEST === '0') return {};
+      const vitest = await runVitest(scratch);
+      const jest = await runJest(scratch);
+      return { vitest, jest };
+    })();
     const results = new Map();
     let next = 0;
     await Promise.all(
-      Array.from({ length: 2 }, async () => {
+      Array.from({ length: 3 }, async () => {
         while (next < jobs.length) {
           const { tool, fixture } = jobs[next++];
           const leakRun = await runTool(tool, fixture.name, 'leak', scratch);
@@ -378,12 +453,11 @@ export async function run({ quick }) {
       }),
     );
     for (const { tool, fixture } of jobs) matrix.push(results.get(`${tool}/${fixture.name}`));
-    if (vitest) {
-      const v = await vitest;
+    for (const [tool, v] of Object.entries(await runners)) {
       for (const fixture of FIXTURES) {
         const leakRun = v.results.get(`${fixture.name}.leak`);
         const cleanRun = v.results.get(`${fixture.name}.clean`);
-        matrix.push(judge(fixture, 'vitest', leakRun, cleanRun));
+        matrix.push(judge(fixture, tool, leakRun, cleanRun));
       }
     }
   } finally {
