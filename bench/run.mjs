@@ -1,6 +1,7 @@
 // pnpm bench [--quick] [suite ...]: runs every suite in bench/suites (or the named ones), prints a
 // table with ratios against the baseline measured in the same run, and writes
 // bench/results/latest.json and the results section of docs/benchmarks.md.
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +31,22 @@ const files = readdirSync(suiteDir)
   .filter((f) => only.length === 0 || only.includes(f.replace(/\.mjs$/, '')))
   .sort();
 
+/**
+ * CPU seconds used so far by this process and every child it waited for (Linux /proc; null
+ * elsewhere). On a machine shared with other work, this is the figure that says how long the run
+ * would take alone: the children run one at a time and are mostly single-threaded.
+ */
+function cpuSecondsWithChildren() {
+  try {
+    const fields = readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ');
+    const ticks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    // fields after the command name start at field 3: utime 14, stime 15, cutime 16, cstime 17
+    return [11, 12, 13, 14].reduce((t, i) => t + Number(fields[i]), 0) / ticks;
+  } catch {
+    return null;
+  }
+}
+
 const rows = [];
 const failures = [];
 const suites = [];
@@ -38,6 +55,7 @@ for (const file of files) {
   const name = file.replace(/\.mjs$/, '');
   process.stderr.write(`bench: ${name} (${suite.title ?? ''})\n`);
   const started = performance.now();
+  const cpuStarted = cpuSecondsWithChildren();
   const budget = quick ? (QUICK_BUDGETS[name] ?? QUICK_BUDGET_S) : undefined;
   if (budget) process.env.BENCH_DEADLINE = String(Date.now() + budget * 1000);
   const cutsBefore = budgetCuts.length;
@@ -61,10 +79,14 @@ for (const file of files) {
   }
   delete process.env.BENCH_DEADLINE;
   entry.seconds = (performance.now() - started) / 1000;
+  const cpuNow = cpuSecondsWithChildren();
+  entry.cpuSeconds = cpuNow !== null && cpuStarted !== null ? cpuNow - cpuStarted : null;
   entry.budget = budget;
   entry.cuts = budgetCuts.slice(cutsBefore);
   suites.push(entry);
-  process.stderr.write(`bench: ${name} took ${entry.seconds.toFixed(1)} s\n`);
+  process.stderr.write(
+    `bench: ${name} took ${entry.seconds.toFixed(1)} s${entry.cpuSeconds !== null ? ` (${entry.cpuSeconds.toFixed(1)} CPU s)` : ''}\n`,
+  );
   if (budget && entry.seconds > budget) {
     process.stderr.write(
       `bench: ${name} is over its quick budget (${entry.seconds.toFixed(0)} s > ${budget} s)\n`,
@@ -112,6 +134,13 @@ process.stdout.write(`\n${table}\n`);
 if (failures.length) process.stdout.write(`\nfailed suites:\n- ${failures.join('\n- ')}\n`);
 
 const total = suites.reduce((t, s) => t + s.seconds, 0);
+const totalCpu = suites.every((s) => s.cpuSeconds !== null)
+  ? suites.reduce((t, s) => t + s.cpuSeconds, 0)
+  : null;
+let load = '';
+try {
+  load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+} catch {}
 const machine = `${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${process.platform}`;
 const date = new Date().toISOString().slice(0, 10);
 const command = `pnpm bench${quick ? ' --quick' : ''}${only.length ? ` ${only.join(' ')}` : ''}`;
@@ -123,10 +152,17 @@ const json = {
   command,
   quick,
   seconds: Math.round(total),
+  cpuSeconds: totalCpu === null ? null : Math.round(totalCpu),
+  loadAverage: load || null,
   suites: Object.fromEntries(
     suites.map((s) => [
       s.name,
-      { seconds: Math.round(s.seconds), budget: s.budget ?? null, cutMeasurements: s.cuts.length },
+      {
+        seconds: Math.round(s.seconds),
+        cpuSeconds: s.cpuSeconds === null ? null : Math.round(s.cpuSeconds),
+        budget: s.budget ?? null,
+        cutMeasurements: s.cuts.length,
+      },
     ]),
   ),
   rows: rows.map(
@@ -161,7 +197,7 @@ if (only.length === 0) {
   try {
     doc = readFileSync(docPath, 'utf8');
   } catch {}
-  const section = `<!-- results:start -->\nMeasured with \`${command}\` on ${date}: ${machine}. All suites took ${total.toFixed(0)} s.\n\n${table}\n<!-- results:end -->`;
+  const section = `<!-- results:start -->\nMeasured with \`${command}\` on ${date}: ${machine}. All suites took ${total.toFixed(0)} s${totalCpu !== null ? ` wall clock and ${totalCpu.toFixed(0)} s of CPU (every benchmark process; load average at the end ${load})` : ''}.\n\n${table}\n<!-- results:end -->`;
   doc = /<!-- results:start -->[\s\S]*<!-- results:end -->/.test(doc)
     ? doc.replace(/<!-- results:start -->[\s\S]*<!-- results:end -->/, () => section)
     : `${doc}\n${section}\n`;

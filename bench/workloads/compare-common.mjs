@@ -7,8 +7,8 @@ import { report } from '../lib.mjs';
 const quick = process.env.BENCH_QUICK === '1';
 
 /** Measuring time in ms (env BENCH_MS), shorter in quick mode. */
-export const measureMs = Number(process.env.BENCH_MS ?? (quick ? 300 : 1500));
-export const warmupMs = Number(process.env.BENCH_WARMUP_MS ?? (quick ? 200 : 500));
+export const measureMs = Number(process.env.BENCH_MS ?? (quick ? 250 : 1500));
+export const warmupMs = Number(process.env.BENCH_WARMUP_MS ?? (quick ? 150 : 500));
 
 /**
  * Runs `op` in `concurrency` loops for `ms` and returns { ops, seconds, cpuSeconds }. `op` may
