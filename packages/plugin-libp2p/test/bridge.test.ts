@@ -130,6 +130,9 @@ describe("libp2p's own metrics through OpenTelemetry", () => {
     metrics.registerHistogram('test_calc_histogram', { calculate: () => 7 });
     expect((await m.find('test_calc_histogram'))?.dataPoints[0]?.value).toBe(7);
 
+    expect(() => metrics.registerHistogram('test_counter_total')).toThrow(
+      'libp2pMetrics: test_counter_total is already registered as a counter, not a histogram',
+    );
     expect(() => metrics.registerCounter('')).toThrow(
       'libp2pMetrics: a counter needs a non-empty name, got ',
     );

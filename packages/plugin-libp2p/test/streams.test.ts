@@ -173,6 +173,28 @@ describe('streams and connections as tracked resources', () => {
       ...tx,
     });
     expect(connTx).toBeGreaterThan(total + 50_000);
+    // the connection is released when it closes, with the peer learned after the upgrade
+    const [connection] = a.node.getConnections();
+    expect(a.tracker.snapshot().resources).toContainEqual(
+      expect.objectContaining({
+        kind: 'libp2p.connection',
+        attributes: expect.objectContaining({
+          'libp2p.direction': 'outbound',
+          'libp2p.transport': 'tcp',
+          'libp2p.peer.id': b.node.peerId.toString(),
+        }),
+      }),
+    );
+    const connectionClosed = new Promise((resolve) =>
+      connection!.addEventListener('close', resolve, { once: true }),
+    );
+    await connection!.close();
+    await connectionClosed;
+    expect(a.tracker.snapshot()).toMatchObject({
+      active: { 'libp2p.connection': 0 },
+      opened: { 'libp2p.connection': 1 },
+      closed: { 'libp2p.connection': 1 },
+    });
   });
 
   it('gives each stream a lifetime span with peer, address and byte counts (never on metrics)', async () => {

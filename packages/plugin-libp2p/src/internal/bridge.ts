@@ -74,7 +74,14 @@ export class MetricBridge {
     }
     const opts = options ?? {};
     const existing = this.registered.get(name);
-    if (existing !== undefined) return opts.calculate ? undefined : existing.value;
+    if (existing !== undefined) {
+      if (existing.kind !== kind) {
+        throw new TypeError(
+          `libp2pMetrics: ${name} is already registered as a ${existing.kind}, not a ${kind}`,
+        );
+      }
+      return opts.calculate ? undefined : existing.value;
+    }
     const value = this.create(kind, name, opts);
     this.registered.set(name, { kind, value });
     return opts.calculate ? undefined : value;
