@@ -57,8 +57,15 @@ export async function run({ quick }) {
       target: '>= 0.9x',
     },
   ];
+  // Full runs add the preload without plugins: what the preload itself (SDK, endpoint) costs,
+  // apart from the trackers of the plugins.
+  const bare = {
+    name: 'preload, TRUSTFLOW_PLUGINS=none',
+    nodeArgs: ['--import', PRELOAD],
+    env: async () => ({ ...(await preload.env()), TRUSTFLOW_PLUGINS: 'none' }),
+  };
   for (const c of cases) {
-    const configs = [plain, preload].map((config) => ({
+    const configs = (quick ? [plain, preload] : [plain, preload, bare]).map((config) => ({
       ...config,
       script: w(c.script),
       args: c.args,
@@ -79,7 +86,7 @@ export async function run({ quick }) {
           better: 'higher',
           baseline: r.name === plain.name,
           peakRssBytes: r.peakRssBytes,
-          target: r.name === plain.name ? '' : c.target,
+          target: r.name === preload.name ? c.target : '',
         });
       }
     }
