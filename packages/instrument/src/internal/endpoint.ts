@@ -147,11 +147,19 @@ export function startEndpoint(o: EndpointOptions): Endpoint {
       const s = server;
       server = undefined;
       url = undefined;
-      if (!s?.listening) return Promise.resolve();
-      return new Promise<void>((resolve) => {
-        s.close(() => resolve());
-        s.closeAllConnections();
-      });
+      if (!s) return Promise.resolve();
+      // A listen still in progress finishes first, or the port would be taken after close().
+      return listening.then(
+        () =>
+          new Promise<void>((resolve) => {
+            if (!s.listening) {
+              resolve();
+              return;
+            }
+            s.close(() => resolve());
+            s.closeAllConnections();
+          }),
+      );
     },
   };
 }

@@ -108,6 +108,9 @@ export interface StartOptions {
 export class Runtime implements Instrumentation, ActiveInstrumentation {
   readonly tracker: ResourceTracker;
   private readonly settled: Promise<void>;
+  private readonly sdkSettled: Promise<void>;
+  private resolveSdk!: () => void;
+  private started = false;
   readonly plugins: string[] = [];
   readonly notes: string[] = [];
   private readonly meterProvider: DeferredMeterProvider | undefined;
@@ -129,6 +132,9 @@ export class Runtime implements Instrumentation, ActiveInstrumentation {
   ) {
     this.settled = new Promise((resolve) => {
       this.resolveReady = resolve;
+    });
+    this.sdkSettled = new Promise((resolve) => {
+      this.resolveSdk = resolve;
     });
     if (config.logLevel !== 'none') {
       diag.setLogger(diagLogger(), {
@@ -159,10 +165,9 @@ export class Runtime implements Instrumentation, ActiveInstrumentation {
       void process.stderr;
     });
     this.enablePlugins();
-    this.startEndpoint();
     this.installProcessHandlers();
     setActiveInstrumentation(this);
-    this.scheduleSdk();
+    this.scheduleStart();
   }
 
   /**
@@ -170,7 +175,7 @@ export class Runtime implements Instrumentation, ActiveInstrumentation {
    * otherwise wait for the first event-loop turn, without keeping the process alive).
    */
   get ready(): Promise<void> {
-    void this.loadSdk();
+    this.start();
     return this.settled;
   }
 
@@ -305,7 +310,7 @@ export class Runtime implements Instrumentation, ActiveInstrumentation {
       reportEndpoint: this.config.reportEndpoint,
       tracker: this.tracker,
       metrics: () => this.sdk?.prometheus,
-      metricsReady: this.settled,
+      metricsReady: this.sdkSettled,
       report: (open) => (open ? this.openReport() : this.tracker.report()),
       warn: stderrLine,
       reportError: (where, error) => this.reportError(where, error),
@@ -318,7 +323,7 @@ export class Runtime implements Instrumentation, ActiveInstrumentation {
     const needed =
       this.config.metricsExporters.length > 0 || this.config.tracesExporters.length > 0;
     if (!needed || this.stopped) {
-      this.resolveReady();
+      this.resolveSdk();
       this.sdkLoading = Promise.resolve();
       return this.sdkLoading;
     }
@@ -333,14 +338,25 @@ export class Runtime implements Instrumentation, ActiveInstrumentation {
         });
       })
       .catch((error) => this.reportError('starting the OpenTelemetry SDK', error))
-      .finally(() => this.resolveReady());
+      .finally(() => this.resolveSdk());
     return this.sdkLoading;
   }
 
-  private scheduleSdk(): void {
+  /**
+   * Starts the endpoint and the SDK (idempotent). Not at construction: node:http and the SDK
+   * would add their loading time before the application's first line.
+   */
+  private start(): void {
+    if (this.started || this.stopped) return;
+    this.started = true;
+    this.startEndpoint();
+    void Promise.all([this.loadSdk(), this.endpoint?.listening]).then(() => this.resolveReady());
+  }
+
+  private scheduleStart(): void {
     this.tracker.untracked(() => {
-      const immediate = setImmediate(() => void this.loadSdk());
-      // In the preload, a program that ends before its first event-loop turn never loads the SDK.
+      const immediate = setImmediate(() => this.start());
+      // In the preload, a program that ends before its first event-loop turn starts nothing.
       if (this.mode === 'preload') immediate.unref();
       this.cleanups.push(() => clearImmediate(immediate));
     });
@@ -485,6 +501,7 @@ export class Runtime implements Instrumentation, ActiveInstrumentation {
       await this.sdk?.shutdown(SIGNAL_FLUSH_MS);
       for (const plugin of this.enabledPlugins.splice(0).reverse()) plugin.disable();
       this.tracker.shutdown();
+      this.resolveSdk();
       this.resolveReady();
     })();
     return this.stopped;
