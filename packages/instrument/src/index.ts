@@ -27,7 +27,14 @@ export function instrument(options: InstrumentOptions = {}): Instrumentation {
   const { config, warnings } = readConfig(options, env);
   checkReportFile(config, warnings);
   for (const warning of warnings) process.stderr.write(`${warning}\n`);
-  return new Runtime(isDisabled(env) ? inert(config) : config, 'programmatic');
+  const { meterProvider, tracerProvider } = options;
+  // With providers of its own, the application exports; we only feed them.
+  if (meterProvider) config.metricsExporters = [];
+  if (tracerProvider) config.tracesExporters = [];
+  return new Runtime(isDisabled(env) ? inert(config) : config, 'programmatic', {
+    meterProvider,
+    tracerProvider,
+  });
 }
 
 function inert(config: Config): Config {

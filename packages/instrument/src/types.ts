@@ -1,3 +1,4 @@
+import type { MeterProvider, TracerProvider } from '@opentelemetry/api';
 import type { Report, ReportOptions, ResourceTracker, StackMode } from '@trustflow/core';
 
 /** Names accepted in `TRUSTFLOW_PLUGINS` and `InstrumentOptions.plugins`. */
@@ -46,6 +47,13 @@ export interface InstrumentOptions {
    * true.
    */
   signals?: boolean;
+  /**
+   * Your own meter provider (an application that set up its OpenTelemetry SDK already): the
+   * Trustflow metrics go to it, and no metrics exporter or endpoint of ours is started.
+   */
+  meterProvider?: MeterProvider;
+  /** Your own tracer provider: lifetime spans go to it; no trace exporter of ours is started. */
+  tracerProvider?: TracerProvider;
   /** Environment to read unset options from. Default `process.env`. */
   env?: Record<string, string | undefined>;
 }

@@ -1,6 +1,7 @@
 import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createMetricsHarness, createTracingHarness } from '@trustflow/test-utils';
 import { afterEach, describe, expect, it } from 'vitest';
 import { instrument } from '../src/index.js';
 import type { Instrumentation } from '../src/types.js';
@@ -71,9 +72,37 @@ describe('instrument() (programmatic)', () => {
     }
   });
 
+  it("feeds the application's own meter and tracer providers, and starts no exporter", async () => {
+    const metricsHarness = createMetricsHarness();
+    const tracing = createTracingHarness();
+    const inst = instrument({
+      env: {},
+      plugins: ['fs'],
+      signals: false,
+      meterProvider: metricsHarness.provider,
+      tracerProvider: tracing.provider,
+    });
+    running.push(inst);
+    await inst.ready;
+    expect(inst.metricsUrl).toBeUndefined();
+    const fd = openSync(self, 'r');
+    const active = await metricsHarness.find('trustflow.resource.active');
+    expect(
+      active?.dataPoints.find((p) => p.attributes['trustflow.resource.kind'] === 'fs.fd')?.value,
+    ).toBe(1);
+    closeSync(fd);
+    expect(tracing.spans().map((s) => s.name)).toContain('fs.fd');
+    await inst.shutdown();
+    await metricsHarness.shutdown();
+    await tracing.shutdown();
+  });
+
   it('a bad option is a TypeError naming it', () => {
     expect(() => instrument({ env: {}, stacks: 'every' as never })).toThrow(
       "instrument: option stacks must be 'off', 'sampled' or 'all', got every",
+    );
+    expect(() => instrument({ env: {}, meterProvider: {} as never })).toThrow(
+      'instrument: option meterProvider must be an OpenTelemetry MeterProvider',
     );
   });
 

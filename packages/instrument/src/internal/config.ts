@@ -400,6 +400,19 @@ function checkOptions(o: InstrumentOptions): void {
       if (!PLUGIN_NAMES.includes(p)) fail('plugins', `made of ${PLUGIN_NAMES.join(', ')}`, p);
     }
   }
+  for (const [name, method] of [
+    ['meterProvider', 'getMeter'],
+    ['tracerProvider', 'getTracer'],
+  ] as const) {
+    const provider = o[name] as Record<string, unknown> | undefined;
+    if (provider !== undefined && typeof provider?.[method] !== 'function') {
+      fail(
+        name,
+        `an OpenTelemetry ${name === 'meterProvider' ? 'MeterProvider' : 'TracerProvider'}`,
+        provider,
+      );
+    }
+  }
   for (const [name, known] of [
     ['metricsExporters', ['prometheus', 'otlp', 'console']],
     ['tracesExporters', ['otlp', 'console']],

@@ -7,8 +7,10 @@ import {
   DiagLogLevel,
   diag,
   type Meter,
+  type MeterProvider,
   metrics,
   type Tracer,
+  type TracerProvider,
   trace,
 } from '@opentelemetry/api';
 import {
@@ -99,6 +101,12 @@ function diagLogger(): DiagLogger {
   };
 }
 
+/** The application's own OpenTelemetry providers (`instrument()` options). */
+export interface Providers {
+  meterProvider?: MeterProvider;
+  tracerProvider?: TracerProvider;
+}
+
 export interface StartOptions {
   /** Preload: the SDK loads in the first event-loop turn without keeping the process alive. */
   mode: 'preload' | 'programmatic';
@@ -129,6 +137,7 @@ export class Runtime implements Instrumentation, ActiveInstrumentation {
   constructor(
     readonly config: Config,
     private readonly mode: StartOptions['mode'],
+    private readonly own: Providers = {},
   ) {
     this.settled = new Promise((resolve) => {
       this.resolveReady = resolve;
@@ -147,7 +156,7 @@ export class Runtime implements Instrumentation, ActiveInstrumentation {
       // Zero-code: metrics the application records through the OTel API go to the same exporters.
       this.globalMeterProvider = metrics.setGlobalMeterProvider(this.meterProvider);
     }
-    const tracesOn = config.tracesExporters.length > 0;
+    const tracesOn = config.tracesExporters.length > 0 || own.tracerProvider !== undefined;
     this.tracker = createResourceTracker({
       stacks: config.stacks,
       staleAfterMs: config.staleAfterMs,
@@ -155,7 +164,7 @@ export class Runtime implements Instrumentation, ActiveInstrumentation {
       maxTracked: config.maxTracked,
       meter: this.meterFor('@trustflow/core') ?? createNoopMeter(),
       spans: tracesOn,
-      tracer: tracesOn ? trace.getTracer('@trustflow/core') : undefined,
+      tracer: this.tracerFor('@trustflow/core'),
       internalPaths: [PACKAGE_DIR],
     });
     this.tracker.addReportSection('instrument', () => this.describe());
@@ -185,10 +194,11 @@ export class Runtime implements Instrumentation, ActiveInstrumentation {
   }
 
   meterFor(scope: string): Meter | undefined {
-    return this.meterProvider?.getMeter(scope);
+    return (this.own.meterProvider ?? this.meterProvider)?.getMeter(scope);
   }
 
   tracerFor(scope: string): Tracer | undefined {
+    if (this.own.tracerProvider) return this.own.tracerProvider.getTracer(scope);
     return this.config.tracesExporters.length > 0 ? trace.getTracer(scope) : undefined;
   }
 
