@@ -71,9 +71,9 @@ function stderrLine(line: string): void {
   }
 }
 
-/** One readable line per diag message: errors by their message, objects as JSON. */
+/** One readable line per diag message: errors by their message, objects as JSON, no stacks. */
 function describeArg(value: unknown): string {
-  if (typeof value === 'string') return value;
+  if (typeof value === 'string') return value.split('\n', 1)[0]!;
   if (
     value instanceof Error ||
     (typeof value === 'object' && value !== null && 'message' in value)
