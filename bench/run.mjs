@@ -26,10 +26,13 @@ const QUICK_BUDGETS = {
 };
 const QUICK_BUDGET_S = 10;
 const suiteDir = join(root, 'bench', 'suites');
+const FIRST = ['compare.mjs', 'detection.mjs'];
+const rank = (file) => (FIRST.includes(file) ? FIRST.indexOf(file) : FIRST.length);
 const files = readdirSync(suiteDir)
   .filter((f) => f.endsWith('.mjs'))
   .filter((f) => only.length === 0 || only.includes(f.replace(/\.mjs$/, '')))
-  .sort();
+  // the side-by-side comparison and the detection matrix first, then the per-package suites
+  .sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
 
 /**
  * CPU seconds used so far by this process and every child it waited for (Linux /proc; null
