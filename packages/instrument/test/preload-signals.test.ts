@@ -19,13 +19,19 @@ const APP = fixture('app-serve.mjs');
 let fdLine = 0;
 let receiver: Server;
 let receiverUrl = '';
+/** OTLP requests received so far (the receiver emits 'push' for each). */
+let pushes = 0;
 
 beforeAll(async () => {
   fdLine = await lineOf(APP, 'LEAK:fd');
   // An OTLP endpoint that accepts everything, so the push exporters have somewhere to flush.
   receiver = createServer((req, res) => {
     req.resume();
-    req.on('end', () => res.end('{}'));
+    req.on('end', () => {
+      pushes++;
+      receiver.emit('push');
+      res.end('{}');
+    });
   });
   receiver.listen(0, '127.0.0.1');
   await once(receiver, 'listening');
@@ -61,7 +67,7 @@ function fdSites(report: { leaks: { kind: string; site: string | null }[] }): st
 }
 
 describe('signals under the preload', () => {
-  it('an app without a SIGTERM handler still dies by SIGTERM, after writing its exit report', async () => {
+  it('an app without a SIGTERM handler still dies by SIGTERM, after its exit report and a flush', async () => {
     const dir = await tempDir();
     try {
       const file = join(dir.path, 'report.json');
@@ -76,9 +82,14 @@ describe('signals under the preload', () => {
         // a push exporter: the preload flushes it (bounded) before the signal takes effect
         OTEL_METRICS_EXPORTER: 'otlp',
         OTEL_EXPORTER_OTLP_ENDPOINT: receiverUrl,
+        OTEL_METRIC_EXPORT_INTERVAL: '100',
       });
+      // once the exporter runs, SIGTERM: the flush pushes once more before the process ends
+      await once(receiver, 'push');
+      const before = pushes;
       app.child.kill('SIGTERM');
       const end = await app.exited;
+      expect(pushes).toBeGreaterThan(before);
       expect(plainEnd.signal).toBe('SIGTERM');
       expect([end.code, end.signal]).toEqual([plainEnd.code, plainEnd.signal]);
       expect(end.stderr).toBe('');

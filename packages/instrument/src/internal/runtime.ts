@@ -439,13 +439,15 @@ export class Runtime implements Instrumentation, ActiveInstrumentation {
     }
     this.terminating = true;
     if (this.config.report === 'exit') this.writeReport();
-    if (!this.pushing) {
+    // Nothing to push: no push exporter, or the SDK was never started (nothing was recorded).
+    const loading = this.sdkLoading;
+    if (!this.pushing || loading === undefined) {
       reraise();
       return;
     }
     // Ref'd on purpose: it is what guarantees the end if the flush never settles.
     const deadline = setTimeout(reraise, SIGNAL_FLUSH_MS + 100);
-    void this.loadSdk()
+    void loading
       .then(() => this.sdk?.shutdown(SIGNAL_FLUSH_MS))
       .finally(() => {
         clearTimeout(deadline);
