@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { formatDuration, parseDuration, readConfig } from '../src/internal/config.js';
+import { libp2pInstalled } from '../src/internal/libp2p-hook.js';
 import {
   cleanEnv,
   fixture,
@@ -173,5 +174,27 @@ describe('bad values in the environment', () => {
     } finally {
       blocker.close();
     }
+  });
+});
+
+describe('libp2pInstalled', () => {
+  it('looks for node_modules/libp2p from each folder up to the root', () => {
+    const seen: string[] = [];
+    const exists = (path: string) => {
+      seen.push(path);
+      return path === '/srv/node_modules/libp2p/package.json';
+    };
+    expect(libp2pInstalled(['/srv/app/lib'], exists)).toBe(true);
+    expect(seen).toEqual([
+      '/srv/app/lib/node_modules/libp2p/package.json',
+      '/srv/app/node_modules/libp2p/package.json',
+      '/srv/node_modules/libp2p/package.json',
+    ]);
+    seen.length = 0;
+    expect(libp2pInstalled(['/a'], exists)).toBe(false);
+    expect(seen).toEqual([
+      '/a/node_modules/libp2p/package.json',
+      '/node_modules/libp2p/package.json',
+    ]);
   });
 });

@@ -1,4 +1,5 @@
 import * as nodeModule from 'node:module';
+import { dirname, join } from 'node:path';
 
 const MARK = 'trustflow-libp2p';
 
@@ -67,12 +68,9 @@ export function installLibp2pHook(): (() => void) | undefined {
 /** Whether `libp2p` is installed where the application (or the current directory) can see it. */
 export function libp2pInstalled(fromDirs: string[], exists: (path: string) => boolean): boolean {
   for (const start of fromDirs) {
-    let dir = start;
-    for (;;) {
-      if (exists(`${dir}/node_modules/libp2p/package.json`)) return true;
-      const parent = dir.replace(/\/[^/]*$/, '');
-      if (parent === dir || parent === '') break;
-      dir = parent;
+    for (let dir = start, parent = dirname(dir); ; dir = parent, parent = dirname(dir)) {
+      if (exists(join(dir, 'node_modules', 'libp2p', 'package.json'))) return true;
+      if (parent === dir) break;
     }
   }
   return false;

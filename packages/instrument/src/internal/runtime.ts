@@ -145,7 +145,8 @@ export class Runtime implements Instrumentation, ActiveInstrumentation {
     this.sdkSettled = new Promise((resolve) => {
       this.resolveSdk = resolve;
     });
-    if (config.logLevel !== 'none') {
+    // An application that brings its own providers keeps its own diag logger too.
+    if (config.logLevel !== 'none' && !own.meterProvider && !own.tracerProvider) {
       diag.setLogger(diagLogger(), {
         logLevel: LEVELS[config.logLevel],
         suppressOverrideMessage: true,
