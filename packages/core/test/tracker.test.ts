@@ -338,6 +338,25 @@ describe('stack sampling', () => {
     expect(t.snapshot().resources.map((r) => r.site !== null)).toEqual([false, true]);
   });
 
+  it("names the application's line, not a dependency's, as the site", async () => {
+    const { mkdtemp, mkdir, writeFile } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = join(await mkdtemp(join(tmpdir(), 'tf-site-')), 'node_modules', 'dep');
+    await mkdir(dir, { recursive: true });
+    const file = join(dir, 'index.mjs');
+    await writeFile(
+      file,
+      'export function open(t) {\n  return t.track({}, { kind: "dep.thing" });\n}\n',
+    );
+    const dep = (await import(file)) as { open(t: ResourceTracker): unknown };
+    const t = tracker({ stacks: 'all' });
+    dep.open(t); // MARK:dependency
+    const [r] = t.snapshot().resources;
+    expect(r?.site).toMatch(new RegExp(`^${here}:${await lineOf('MARK:dependency')}:\\d+$`));
+    expect(r?.stack[0]).toContain(`${file}:2:`);
+  });
+
   it('cuts internal frames so the site is user code', () => {
     const t = tracker({ stacks: 'all', internalPaths: ['/definitely/not/used'] });
     t.track({}, { kind: 'test.site' }); // MARK:site

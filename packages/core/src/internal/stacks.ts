@@ -18,6 +18,8 @@ export interface CapturedStack {
 }
 
 const INTERNAL_FRAGMENTS = ['/node_modules/@trustflow/', '\\node_modules\\@trustflow\\'];
+const NODE_MODULES = '/node_modules/';
+const NODE_MODULES_WIN = '\\node_modules\\';
 const LOCATION = /\(?((?:file:\/\/|node:|\/|[A-Za-z]:\\)[^()]*?):(\d+):(\d+)\)?$/;
 
 export class StackFormatter {
@@ -70,7 +72,10 @@ export class StackFormatter {
     }
     holder.stack = undefined;
     const frames: string[] = [];
+    // The site is the first frame of the application's own code; a dependency's frame (under
+    // node_modules) only when no frame of the application's is on the stack.
     let site: string | null = null;
+    let dependencySite: string | null = null;
     for (const raw of (text ?? '').split('\n')) {
       const line = raw.trim();
       if (!line.startsWith('at ')) continue;
@@ -81,12 +86,16 @@ export class StackFormatter {
       const file = location.startsWith('file://') ? toPath(location) : location;
       if (this.isInternal(file)) continue;
       const frame = file === location ? line : line.replace(location, file);
-      if (site === null) site = `${file}:${match[2]}:${match[3]}`;
+      if (site === null) {
+        const where = `${file}:${match[2]}:${match[3]}`;
+        if (!file.includes(NODE_MODULES) && !file.includes(NODE_MODULES_WIN)) site = where;
+        else dependencySite ??= where;
+      }
       frames.push(frame);
       if (frames.length >= this.maxFrames) break;
     }
     holder.frames = frames;
-    holder.site = site;
+    holder.site = site ?? dependencySite;
     holder.fingerprint = frames.join('\n');
   }
 
