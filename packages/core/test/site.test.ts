@@ -51,7 +51,9 @@ describe('captureSite', () => {
     const withSite = leaks.find((l) => l.site !== null);
     expect(withSite?.count).toBe(2);
     expect(leaks.find((l) => l.site === null)?.count).toBe(1);
-    // a track() after the sampled-out site is still counted by the kind's sampler
+    // three are open now, more than ever before: the next one is sampled as a new high
+    expect(t.captureSite('test.shared').sampled).toBe(true);
+    // and one that does not raise the high is back to the 1-in-M sample
     expect(t.captureSite('test.shared').sampled).toBe(false);
   });
 

@@ -323,12 +323,26 @@ describe('bounds and isolation', () => {
 });
 
 describe('stack sampling', () => {
-  it('captures the first N of each kind, then 1 in M', () => {
+  it('captures the first N of each kind, then 1 in M, under open/close churn', () => {
     const t = tracker({ stackSampleFirst: 3, stackSampleEvery: 10 });
-    for (let i = 0; i < 33; i++) t.track({}, { kind: 'test.sampled' });
-    const withSite = t.snapshot().resources.filter((r) => r.site !== null);
-    // 3 first, then the 1st, 11th, 21st after them (indexes 3, 13, 23) ... and 33rd is index 32 (no)
-    expect(withSite.map((r) => r.id)).toEqual([1, 2, 3, 4, 14, 24]);
+    const sampled: number[] = [];
+    for (let i = 0; i < 33; i++) {
+      const h = t.track({}, { kind: 'test.sampled' });
+      if (t.snapshot().resources[0]?.site) sampled.push(h.id);
+      h.release();
+    }
+    // 3 first, then the 1st, 11th and 21st after them
+    expect(sampled).toEqual([1, 2, 3, 4, 14, 24]);
+  });
+
+  it('captures every resource that takes the open count of its kind to a new high', () => {
+    const t = tracker({ stackSampleFirst: 1, stackSampleEvery: 1_000_000 });
+    for (let i = 0; i < 500; i++) t.track({}, { kind: 'test.hw' }).release(); // churn
+    const kept = Array.from({ length: 5 }, () => t.track({}, { kind: 'test.hw' })); // MARK:hw
+    const open = t.snapshot().resources;
+    expect(open.map((r) => r.id)).toEqual(kept.map((h) => h.id));
+    // the first one only matches the churn's high (1 open), the next four each set a new one
+    expect(open.slice(1).every((r) => r.site?.includes(here))).toBe(true);
   });
 
   it('captures nothing with off, unless asked per resource', () => {

@@ -98,6 +98,9 @@ class Series implements SeriesView {
 
 class KindState {
   seen = 0;
+  /** Open tracked entries of this kind, and the most there ever were at once. */
+  live = 0;
+  highWater = 0;
   readonly plain: Series;
   readonly byObject = new WeakMap<Attributes, Series>();
   readonly byKey = new Map<string, Series>();
@@ -394,6 +397,7 @@ export class Tracker implements ResourceTracker {
       if (span.isRecording()) entry.span = span;
     }
     series.entries.set(id, entry);
+    series.kindState.live++;
     this.live++;
     return entry;
   }
@@ -418,8 +422,15 @@ export class Tracker implements ResourceTracker {
         return false;
       case 'all':
         return true;
-      default:
+      default: {
+        // Leaked resources pile up: one that takes the kind's open count to a new high is worth a
+        // stack, while open/close churn (module loads, request sockets) never does.
+        if (kind.live >= kind.highWater) {
+          kind.highWater = kind.live + 1;
+          return true;
+        }
         return seen < this.first || (seen - this.first) % this.every === 0;
+      }
     }
   }
 
@@ -452,7 +463,10 @@ export class Tracker implements ResourceTracker {
   settle(entry: Entry, options: ReleaseOptions | undefined): void {
     try {
       const series = entry.series;
-      if (series.entries.delete(entry.id)) this.live--;
+      if (series.entries.delete(entry.id)) {
+        series.kindState.live--;
+        this.live--;
+      }
       series.closed++;
       if ((entry.state & REGISTERED) !== 0) this.registry.unregister(entry);
       const lifetime = (this.now() - entry.openedAt) / 1000;
@@ -478,7 +492,10 @@ export class Tracker implements ResourceTracker {
     entry.state |= COLLECTED;
     try {
       const series = entry.series;
-      if (series.entries.delete(entry.id)) this.live--;
+      if (series.entries.delete(entry.id)) {
+        series.kindState.live--;
+        this.live--;
+      }
       const event = this.describe(entry, 'gc-unreleased', this.now());
       this.recordGcGroup(event, entry.id);
       this.leakFound(entry, event);
