@@ -6,6 +6,7 @@ export {
   createAsyncHooksSource,
   DEFAULT_ASYNC_TYPES,
 } from './internal/async-hooks.js';
+export { defaultTracker, setDefaultTracker } from './internal/default-tracker.js';
 export { formatReport } from './internal/format.js';
 export { createPluginHost, definePlugin, type PluginHost } from './internal/plugins.js';
 export { openFdCount } from './internal/proc.js';

@@ -237,6 +237,8 @@ export interface ResourceTracker {
   /** Stops the timer, ends open spans and forgets every entry. Idempotent. */
   shutdown(): void;
   readonly isShutdown: boolean;
+  /** The stack capture mode it was created with. */
+  readonly stackMode: StackMode;
 }
 
 /** What a plugin gets when it is enabled. */
@@ -246,9 +248,10 @@ export interface PluginContext {
   tracer: Tracer;
   diag: DiagLogger;
   /**
-   * Replaces `target[key]` with `wrap(original)`. The host restores the original (identity-equal)
-   * on disable; if another library wrapped on top of ours meanwhile, ours becomes a pass-through.
-   * Builtin module exports are re-synced for ESM named imports.
+   * Replaces `target[key]` with `wrap(original)`, giving a function wrapper the original's `name`,
+   * `length` and symbol properties (such as `util.promisify.custom`). The host restores the
+   * original (identity-equal) on disable; if another library wrapped on top of ours meanwhile,
+   * ours becomes a pass-through. Builtin module exports are re-synced for ESM named imports.
    */
   patch<O extends object, K extends keyof O>(
     target: O,

@@ -66,6 +66,32 @@ describe('definePlugin', () => {
     expect(t.snapshot().opened['test.greet']).toBe(1);
   });
 
+  it("gives a wrapper the original's name, length and symbol properties", () => {
+    const custom = Symbol.for('nodejs.util.promisify.custom');
+    const lib = {
+      read(_path: string, _cb: () => void) {},
+    };
+    const promised = async () => 'p';
+    Object.defineProperty(lib.read, custom, { value: promised, configurable: true });
+    const plugin = definePlugin({
+      name: 'identity',
+      setup(ctx) {
+        ctx.patch(
+          lib,
+          'read',
+          (original) =>
+            (...args: Parameters<typeof original>) =>
+              original(...args),
+        );
+      },
+    });
+    plugin.enable({ tracker: tracker() });
+    expect(lib.read.name).toBe('read');
+    expect(lib.read.length).toBe(2);
+    expect((lib.read as unknown as Record<symbol, unknown>)[custom]).toBe(promised);
+    plugin.disable();
+  });
+
   it('leaves a wrapper that someone put on top, and becomes a pass-through', () => {
     const originalGreet = target.greet;
     const t = tracker();

@@ -54,6 +54,13 @@ export function definePlugin(definition: PluginDefinition): TrustflowPlugin {
       patch(target, key, wrap) {
         const original = target[key];
         const wrapped = wrap(original);
+        if (
+          typeof original === 'function' &&
+          typeof wrapped === 'function' &&
+          wrapped !== original
+        ) {
+          copyIdentity(original, wrapped);
+        }
         (target as Record<PropertyKey, unknown>)[key] = wrapped;
         patches.push({ target: target as Record<PropertyKey, unknown>, key, original, wrapped });
         patchedBuiltins = true;
@@ -140,4 +147,22 @@ export function createPluginHost(
       for (const plugin of [...plugins].reverse()) plugin.disable();
     },
   };
+}
+
+/**
+ * Gives a wrapper the `name`, `length` and symbol properties (such as `util.promisify.custom`) of
+ * the function it replaces; a symbol property pointing at the original points at the wrapper.
+ */
+function copyIdentity(original: Function, wrapper: Function): void {
+  try {
+    Object.defineProperty(wrapper, 'name', { value: original.name, configurable: true });
+    Object.defineProperty(wrapper, 'length', { value: original.length, configurable: true });
+    for (const key of Object.getOwnPropertySymbols(original)) {
+      const descriptor = Object.getOwnPropertyDescriptor(original, key)!;
+      if (descriptor.value === original) descriptor.value = wrapper;
+      Object.defineProperty(wrapper, key, descriptor);
+    }
+  } catch (error) {
+    void error; // cosmetic only: a frozen wrapper keeps its own name
+  }
 }

@@ -21,6 +21,7 @@ import {
   type Report,
   type ReportOptions,
   type ResourceTracker,
+  setDefaultTracker,
   type TrustflowPlugin,
 } from '@trustflow/core';
 import * as fsPackage from '@trustflow/plugin-fs';
@@ -36,7 +37,6 @@ import { type ActiveInstrumentation, setActiveInstrumentation } from './state.js
 
 /** This package's dist/ (or src/) folder: its frames are instrumentation, never a site. */
 const PACKAGE_DIR = fileURLToPath(new URL('..', import.meta.url));
-const DEFAULT_TRACKER = Symbol.for('@trustflow/default-tracker');
 /** Longest a termination signal waits for telemetry to be flushed before the process ends. */
 export const SIGNAL_FLUSH_MS = 2000;
 const TERMINATION_SIGNALS = ['SIGTERM', 'SIGINT'] as const;
@@ -285,11 +285,7 @@ export class Runtime implements Instrumentation, ActiveInstrumentation {
     }
     if (wanted('buffer-pool')) {
       // Pools (and libp2pMetrics()) created without a tracker use the process-wide default one.
-      (globalThis as { [DEFAULT_TRACKER]?: ResourceTracker })[DEFAULT_TRACKER] = this.tracker;
-      this.cleanups.push(() => {
-        const holder = globalThis as { [DEFAULT_TRACKER]?: ResourceTracker };
-        if (holder[DEFAULT_TRACKER] === this.tracker) delete holder[DEFAULT_TRACKER];
-      });
+      this.cleanups.push(setDefaultTracker(this.tracker));
       this.plugins.push('buffer-pool');
     }
     if (wanted('libp2p')) {

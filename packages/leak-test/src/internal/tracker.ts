@@ -2,8 +2,8 @@ import { join, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   asyncHooksAvoidPromises,
+  defaultTracker as coreDefaultTracker,
   createAsyncHooksSource,
-  createResourceTracker,
   DEFAULT_ASYNC_TYPES,
   definePlugin,
   type ResourceTracker,
@@ -11,11 +11,6 @@ import {
 } from '@trustflow/core';
 import * as fsPackage from '@trustflow/plugin-fs';
 import * as netPackage from '@trustflow/plugin-net';
-
-// The process-wide default tracker shared by Trustflow packages (the same registered key as the
-// buffer pool and libp2p plugins): a pool or libp2pMetrics() created without a tracker lands in
-// it, so the default leak check sees their buffers and streams too.
-const DEFAULT_TRACKER = Symbol.for('@trustflow/default-tracker');
 
 /**
  * The src/ and dist/ folders of this package and of the Trustflow packages it can resolve. Both,
@@ -64,8 +59,6 @@ function factory(module: object, name: string): PluginFactory | undefined {
   return typeof candidate === 'function' ? (candidate as PluginFactory) : undefined;
 }
 
-/** Trackers whose every resource has its creation stack (those this package created). */
-const allStacks = new WeakSet<ResourceTracker>();
 /** Trackers that already had the runner paths added. */
 const prepared = new WeakSet<ResourceTracker>();
 /** Trackers that already got the default sources. */
@@ -81,8 +74,9 @@ export function prepare(tracker: ResourceTracker): void {
   });
 }
 
+/** True when every resource of `tracker` has its creation stack. */
 export function capturesAllStacks(tracker: ResourceTracker): boolean {
-  return allStacks.has(tracker);
+  return tracker.stackMode === 'all';
 }
 
 /**
@@ -92,14 +86,9 @@ export function capturesAllStacks(tracker: ResourceTracker): boolean {
  * leak its site. Creating a tracker patches nothing; the sources are enabled at the first check.
  */
 export function claimDefaultTracker(): ResourceTracker {
-  const holder = globalThis as { [DEFAULT_TRACKER]?: ResourceTracker };
-  let tracker = holder[DEFAULT_TRACKER];
-  if (tracker === undefined || tracker.isShutdown) {
-    tracker = createResourceTracker({ stacks: 'all', scanIntervalMs: 0 });
-    allStacks.add(tracker);
-    holder[DEFAULT_TRACKER] = tracker;
-  }
-  return tracker;
+  // The process-wide default tracker shared by Trustflow packages: a pool or libp2pMetrics()
+  // created without a tracker lands in it, so the default leak check sees them too.
+  return coreDefaultTracker({ stacks: 'all', scanIntervalMs: 0 });
 }
 
 /**

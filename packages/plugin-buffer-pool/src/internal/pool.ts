@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import type { BatchObservableCallback, Observable } from '@opentelemetry/api';
 import {
   type Attributes,
+  defaultTracker,
   definePlugin,
   type PluginContext,
   type ResourceTracker,
@@ -17,7 +18,6 @@ import type {
   SizeClassOptions,
   SizeClassStats,
 } from '../types.js';
-import { defaultTracker } from './default-tracker.js';
 import { BufferPoolError, type Lender, LentBuffer, notLent, type Slot } from './pooled-buffer.js';
 
 /**

@@ -1,8 +1,7 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import {
   type Attributes,
   type CreationSite,
@@ -16,28 +15,16 @@ import {
 import type { FdInventory, FdType, FsPluginOptions } from '../types.js';
 import { fdPosition, hasProcFd, isOpenFd, listOpenFds, type OpenFd } from './inventory.js';
 import { fdProviders } from './registry.js';
-import { FdTable, LiveSet, likeOriginal, pathString } from './wrap.js';
+import { FdTable, LiveSet, pathString } from './wrap.js';
 
 /**
- * Folders whose frames are instrumentation, cut from creation stacks: this package's and
- * @trustflow/core's src/ and dist/ (both, since with source maps a frame of dist/ is shown at
- * its source in src/). Not the package roots: their test/ folders are user code.
+ * This package's src/ and dist/ folders: their frames are instrumentation, cut from creation
+ * stacks (both, since with source maps a frame of dist/ is shown at its source in src/). Core
+ * cuts its own. Not the package root: its test/ folder is user code.
  */
-const INTERNAL_PATHS = internalPaths();
-
-function internalPaths(): string[] {
-  const roots = [new URL('../../', import.meta.url)];
-  try {
-    const core = createRequire(import.meta.url).resolve('@trustflow/core');
-    roots.push(new URL('../', pathToFileURL(core)));
-  } catch {
-    // core resolves for us in every real install; the cut is a nicety
-  }
-  return roots.flatMap((root) => [
-    fileURLToPath(new URL('src/', root)),
-    fileURLToPath(new URL('dist/', root)),
-  ]);
-}
+const INTERNAL_PATHS = ['../../src/', '../../dist/'].map((folder) =>
+  fileURLToPath(new URL(folder, import.meta.url)),
+);
 
 export const KIND_FD = 'fs.fd';
 export const KIND_FILEHANDLE = 'fs.filehandle';
@@ -400,11 +387,14 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
     if (proto === null || patchedWatcherProtos.has(proto) || typeof proto[key] !== 'function')
       return;
     patchedWatcherProtos.add(proto);
-    ctx.patch(proto, key, (original) =>
-      likeOriginal(original, function (this: object, ...args: unknown[]) {
-        if (ctx.active) safely(`watcher.${key}`, () => releaseWatcher(this));
-        return Reflect.apply(original, this, args);
-      }),
+    ctx.patch(
+      proto,
+      key,
+      (original) =>
+        function (this: object, ...args: unknown[]) {
+          if (ctx.active) safely(`watcher.${key}`, () => releaseWatcher(this));
+          return Reflect.apply(original, this, args);
+        },
     );
   }
 
@@ -440,18 +430,21 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
 
   /** A function returning a resource synchronously: track it after the original returns. */
   function patchSync(target: object, key: string, after: (result: any, args: unknown[]) => void) {
-    ctx.patch(target as Record<string, Fn>, key, (original) =>
-      likeOriginal(original, function (this: unknown, ...args: unknown[]) {
-        const result = Reflect.apply(original, this, args);
-        if (ctx.active) {
-          try {
-            after(result, args);
-          } catch (error) {
-            ctx.reportError(key, error);
+    ctx.patch(
+      target as Record<string, Fn>,
+      key,
+      (original) =>
+        function (this: unknown, ...args: unknown[]) {
+          const result = Reflect.apply(original, this, args);
+          if (ctx.active) {
+            try {
+              after(result, args);
+            } catch (error) {
+              ctx.reportError(key, error);
+            }
           }
-        }
-        return result;
-      }),
+          return result;
+        },
     );
   }
 
@@ -465,35 +458,38 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
     kind: string,
     onResult: (result: unknown, path: unknown, site: CreationSite | undefined) => void,
   ) {
-    ctx.patch(target as Record<string, Fn>, key, (original) =>
-      likeOriginal(original, function (this: unknown, ...args: unknown[]) {
-        const n = args.length;
-        const callback = args[n - 1];
-        if (!ctx.active || typeof callback !== 'function') {
-          return Reflect.apply(original, this, args);
-        }
-        const path = args[0];
-        const stream = key === 'open' ? constructing : undefined;
-        constructing = undefined;
-        if (stream === DECLINED) return Reflect.apply(original, this, args);
-        const site = stream ? undefined : captureSite(kind);
-        args[n - 1] = function (this: unknown, ...results: unknown[]) {
-          const [error, result] = results;
-          if (error == null && ctx.active) {
-            try {
-              if (stream) {
-                if (typeof result === 'number' && !stream.handle.released) claim(result, stream);
-              } else {
-                onResult(result, path, site);
-              }
-            } catch (caught) {
-              ctx.reportError(key, caught);
-            }
+    ctx.patch(
+      target as Record<string, Fn>,
+      key,
+      (original) =>
+        function (this: unknown, ...args: unknown[]) {
+          const n = args.length;
+          const callback = args[n - 1];
+          if (!ctx.active || typeof callback !== 'function') {
+            return Reflect.apply(original, this, args);
           }
-          return Reflect.apply(callback, this, results);
-        };
-        return Reflect.apply(original, this, args);
-      }),
+          const path = args[0];
+          const stream = key === 'open' ? constructing : undefined;
+          constructing = undefined;
+          if (stream === DECLINED) return Reflect.apply(original, this, args);
+          const site = stream ? undefined : captureSite(kind);
+          args[n - 1] = function (this: unknown, ...results: unknown[]) {
+            const [error, result] = results;
+            if (error == null && ctx.active) {
+              try {
+                if (stream) {
+                  if (typeof result === 'number' && !stream.handle.released) claim(result, stream);
+                } else {
+                  onResult(result, path, site);
+                }
+              } catch (caught) {
+                ctx.reportError(key, caught);
+              }
+            }
+            return Reflect.apply(callback, this, results);
+          };
+          return Reflect.apply(original, this, args);
+        },
     );
   }
 
@@ -504,54 +500,63 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
     kind: string,
     onResult: (result: unknown, path: unknown, site: CreationSite | undefined) => void,
   ) {
-    ctx.patch(target as Record<string, Fn>, key, (original) =>
-      likeOriginal(original, function (this: unknown, ...args: unknown[]) {
-        if (!ctx.active) return Reflect.apply(original, this, args);
-        const site = captureSite(kind);
-        const promise = Reflect.apply(original, this, args) as Promise<unknown>;
-        return promise.then((result) => {
-          if (ctx.active) {
-            try {
-              onResult(result, args[0], site);
-            } catch (error) {
-              ctx.reportError(key, error);
+    ctx.patch(
+      target as Record<string, Fn>,
+      key,
+      (original) =>
+        function (this: unknown, ...args: unknown[]) {
+          if (!ctx.active) return Reflect.apply(original, this, args);
+          const site = captureSite(kind);
+          const promise = Reflect.apply(original, this, args) as Promise<unknown>;
+          return promise.then((result) => {
+            if (ctx.active) {
+              try {
+                onResult(result, args[0], site);
+              } catch (error) {
+                ctx.reportError(key, error);
+              }
             }
-          }
-          return result;
-        });
-      }),
+            return result;
+          });
+        },
     );
   }
 
   /** fs.close / fs.closeSync: release first (the number may be reused as soon as it is closed). */
   function patchClose(key: 'close' | 'closeSync') {
-    ctx.patch(fs as unknown as Record<string, Fn>, key, (original) =>
-      likeOriginal(original, function (this: unknown, ...args: unknown[]) {
-        if (ctx.active) {
-          try {
-            releaseFd(args[0]);
-          } catch (error) {
-            ctx.reportError(key, error);
+    ctx.patch(
+      fs as unknown as Record<string, Fn>,
+      key,
+      (original) =>
+        function (this: unknown, ...args: unknown[]) {
+          if (ctx.active) {
+            try {
+              releaseFd(args[0]);
+            } catch (error) {
+              ctx.reportError(key, error);
+            }
           }
-        }
-        return Reflect.apply(original, this, args);
-      }),
+          return Reflect.apply(original, this, args);
+        },
     );
   }
 
   // openSync is the hottest path: its own wrapper, with no extra closure call.
-  ctx.patch(fs as unknown as Record<string, Fn>, 'openSync', (original) =>
-    likeOriginal(original, function (this: unknown, ...args: unknown[]) {
-      const fd = Reflect.apply(original, this, args);
-      if (ctx.active) {
-        try {
-          trackFd(fd, args[0], undefined);
-        } catch (error) {
-          ctx.reportError('openSync', error);
+  ctx.patch(
+    fs as unknown as Record<string, Fn>,
+    'openSync',
+    (original) =>
+      function (this: unknown, ...args: unknown[]) {
+        const fd = Reflect.apply(original, this, args);
+        if (ctx.active) {
+          try {
+            trackFd(fd, args[0], undefined);
+          } catch (error) {
+            ctx.reportError('openSync', error);
+          }
         }
-      }
-      return fd;
-    }),
+        return fd;
+      },
   );
   patchCallback(fs, 'open', KIND_FD, trackFd);
   patchClose('closeSync');
@@ -561,17 +566,20 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
   patchSync(fs, 'createReadStream', (s, args) => trackStream(s, 'read', args[0], args[1]));
   patchSync(fs, 'createWriteStream', (s, args) => trackStream(s, 'write', args[0], args[1]));
   for (const Stream of [fs.ReadStream, fs.WriteStream]) {
-    ctx.patch(Stream.prototype as unknown as Record<string, Fn>, '_construct', (original) =>
-      likeOriginal(original, function (this: object, ...args: unknown[]) {
-        const owner = ctx.active ? streamOwners.get(this) : undefined;
-        if (owner === undefined) return Reflect.apply(original, this, args);
-        constructing = owner;
-        try {
-          return Reflect.apply(original, this, args);
-        } finally {
-          constructing = undefined;
-        }
-      }),
+    ctx.patch(
+      Stream.prototype as unknown as Record<string, Fn>,
+      '_construct',
+      (original) =>
+        function (this: object, ...args: unknown[]) {
+          const owner = ctx.active ? streamOwners.get(this) : undefined;
+          if (owner === undefined) return Reflect.apply(original, this, args);
+          constructing = owner;
+          try {
+            return Reflect.apply(original, this, args);
+          } finally {
+            constructing = undefined;
+          }
+        },
     );
   }
 
@@ -579,11 +587,14 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
   patchCallback(fs, 'opendir', KIND_DIR, trackDir);
   patchPromise(fsp, 'opendir', KIND_DIR, trackDir);
   for (const key of ['close', 'closeSync'] as const) {
-    ctx.patch(fs.Dir.prototype as unknown as Record<string, Fn>, key, (original) =>
-      likeOriginal(original, function (this: unknown, ...args: unknown[]) {
-        if (ctx.active) safely(`Dir.${key}`, () => releaseDir(this));
-        return Reflect.apply(original, this, args);
-      }),
+    ctx.patch(
+      fs.Dir.prototype as unknown as Record<string, Fn>,
+      key,
+      (original) =>
+        function (this: unknown, ...args: unknown[]) {
+          if (ctx.active) safely(`Dir.${key}`, () => releaseDir(this));
+          return Reflect.apply(original, this, args);
+        },
     );
   }
 
@@ -636,11 +647,14 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
   if (procfs) {
     // Reports and snapshots must not list a descriptor closed by an untracked path as open.
     for (const key of ['report', 'snapshot'] as const) {
-      ctx.patch(tracker, key, (original) =>
-        likeOriginal(original, function (this: unknown, ...args: unknown[]) {
-          if (ctx.active) reconcileNow();
-          return Reflect.apply(original as Fn, this, args);
-        }),
+      ctx.patch(
+        tracker,
+        key,
+        (original) =>
+          function (this: unknown, ...args: unknown[]) {
+            if (ctx.active) reconcileNow();
+            return Reflect.apply(original as Fn, this, args);
+          },
       );
     }
   }

@@ -31,6 +31,7 @@ import {
 import {
   type Attributes,
   type CreationSite,
+  defaultTracker,
   definePlugin,
   type PluginContext,
   type ResourceHandle,
@@ -40,7 +41,6 @@ import {
 } from '@trustflow/core';
 import type { Libp2pMetricsComponents, Libp2pMetricsInit } from '../types.js';
 import { MetricBridge, OTHER } from './bridge.js';
-import { defaultTracker } from './default-tracker.js';
 import { attachIo, type Counted, Io, IoTotals, ioActivity, kIo } from './io.js';
 import { createTrace, traceFunction } from './trace.js';
 

@@ -1,7 +1,6 @@
-import { createRequire } from 'node:module';
 import net from 'node:net';
 import tls from 'node:tls';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import {
   type Attributes,
   type CreationSite,
@@ -14,28 +13,15 @@ import {
 } from '@trustflow/core';
 import type { NetPluginOptions } from '../types.js';
 import { type FdProvider, fdProviders } from './registry.js';
-import { likeOriginal } from './wrap.js';
 
 /**
- * Folders whose frames are instrumentation, cut from creation stacks: this package's and
- * @trustflow/core's src/ and dist/ (both, since with source maps a frame of dist/ is shown at
- * its source in src/). Not the package roots: their test/ folders are user code.
+ * This package's src/ and dist/ folders: their frames are instrumentation, cut from creation
+ * stacks (both, since with source maps a frame of dist/ is shown at its source in src/). Core
+ * cuts its own. Not the package root: its test/ folder is user code.
  */
-const INTERNAL_PATHS = internalPaths();
-
-function internalPaths(): string[] {
-  const roots = [new URL('../../', import.meta.url)];
-  try {
-    const core = createRequire(import.meta.url).resolve('@trustflow/core');
-    roots.push(new URL('../', pathToFileURL(core)));
-  } catch {
-    // core resolves for us in every real install; the cut is a nicety
-  }
-  return roots.flatMap((root) => [
-    fileURLToPath(new URL('src/', root)),
-    fileURLToPath(new URL('dist/', root)),
-  ]);
-}
+const INTERNAL_PATHS = ['../../src/', '../../dist/'].map((folder) =>
+  fileURLToPath(new URL(folder, import.meta.url)),
+);
 
 export const KIND_SOCKET = 'net.socket';
 export const KIND_SERVER = 'net.server';
@@ -322,33 +308,39 @@ function setup(ctx: PluginContext, options: Required<NetPluginOptions>): () => v
   // connect(), before connect() has created the handle that tells TCP from a Unix socket, and
   // tracking later would lose `tracker.untracked()`; so the socket is tracked as connect()
   // returns, still inside the caller's call (and stack).
-  ctx.patch(net.Socket.prototype as unknown as Record<string, Fn>, 'connect', (original) =>
-    likeOriginal(original, function (this: SocketLike, ...args: unknown[]) {
-      const result = Reflect.apply(original, this, args);
-      if (ctx.active) {
-        try {
-          connected(this);
-        } catch (error) {
-          ctx.reportError('Socket.connect', error);
+  ctx.patch(
+    net.Socket.prototype as unknown as Record<string, Fn>,
+    'connect',
+    (original) =>
+      function (this: SocketLike, ...args: unknown[]) {
+        const result = Reflect.apply(original, this, args);
+        if (ctx.active) {
+          try {
+            connected(this);
+          } catch (error) {
+            ctx.reportError('Socket.connect', error);
+          }
         }
-      }
-      return result;
-    }),
+        return result;
+      },
   );
 
   // A timeout set after the socket was tracked (keep-alive agents and servers do that).
-  ctx.patch(net.Socket.prototype as unknown as Record<string, Fn>, 'setTimeout', (original) =>
-    likeOriginal(original, function (this: SocketLike, ...args: unknown[]) {
-      const result = Reflect.apply(original, this, args);
-      if (ctx.active) {
-        try {
-          listenForTimeout(this);
-        } catch (error) {
-          ctx.reportError('Socket.setTimeout', error);
+  ctx.patch(
+    net.Socket.prototype as unknown as Record<string, Fn>,
+    'setTimeout',
+    (original) =>
+      function (this: SocketLike, ...args: unknown[]) {
+        const result = Reflect.apply(original, this, args);
+        if (ctx.active) {
+          try {
+            listenForTimeout(this);
+          } catch (error) {
+            ctx.reportError('Socket.setTimeout', error);
+          }
         }
-      }
-      return result;
-    }),
+        return result;
+      },
   );
 
   function connected(socket: SocketLike): void {
@@ -439,22 +431,25 @@ function setup(ctx: PluginContext, options: Required<NetPluginOptions>): () => v
   });
 
   // A server stops listening at close(); its 'close' event waits for every connection to end.
-  ctx.patch(net.Server.prototype as unknown as Record<string, Fn>, 'close', (original) =>
-    likeOriginal(original, function (this: object, ...args: unknown[]) {
-      if (ctx.active) {
-        try {
-          const handle = handleOf(this);
-          if (handle !== undefined) {
-            (this as Tagged)[kHandle] = undefined;
-            live.delete(this as Tagged);
-            handle.release({ details: { [ATTR_CAUSE]: 'close' } });
+  ctx.patch(
+    net.Server.prototype as unknown as Record<string, Fn>,
+    'close',
+    (original) =>
+      function (this: object, ...args: unknown[]) {
+        if (ctx.active) {
+          try {
+            const handle = handleOf(this);
+            if (handle !== undefined) {
+              (this as Tagged)[kHandle] = undefined;
+              live.delete(this as Tagged);
+              handle.release({ details: { [ATTR_CAUSE]: 'close' } });
+            }
+          } catch (error) {
+            ctx.reportError('Server.close', error);
           }
-        } catch (error) {
-          ctx.reportError('Server.close', error);
         }
-      }
-      return Reflect.apply(original, this, args);
-    }),
+        return Reflect.apply(original, this, args);
+      },
   );
 
   // Descriptors of live sockets and servers, for the fd inventory of @trustflow/plugin-fs.
