@@ -10,7 +10,7 @@ export async function run({ quick }) {
   const env = { BENCH_QUICK: quick ? '1' : '0' };
   const rows = [];
 
-  const n = quick ? '500000' : '2000000';
+  const n = quick ? '300000' : '2000000';
   const modes = await interleaved(
     ['off', 'sampled', 'all'].map((mode) => ({
       name: mode,

@@ -19,7 +19,7 @@ const x = (v) => `${v.toFixed(3)}x`;
 
 export async function run({ quick }) {
   const reps = quick ? 3 : 9;
-  const ms = quick ? '700' : '2500';
+  const ms = quick ? '400' : '2500';
   // One process per run. Each round runs the three configurations back to back, in a rotating
   // order; ratios are taken within a round (runs close in time see the same machine load) and
   // their median is reported next to the medians of the raw figures.

@@ -16,7 +16,7 @@ const CASES = [
 
 export async function run({ quick }) {
   const reps = quick ? 3 : 7;
-  const ms = quick ? '1200' : '4000';
+  const ms = quick ? '600' : '4000';
   const samples = { plain: [], plugins: [] };
   const rss = { plain: 0, plugins: 0 };
   // one process per run, interleaved: plain plugins plain plugins ...

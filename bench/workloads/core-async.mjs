@@ -23,7 +23,7 @@ async function tcp() {
       s.on('close', resolve);
       s.resume();
     });
-  const n = quick ? 1500 : 5000;
+  const n = quick ? 800 : 5000;
   for (let i = 0; i < 300; i++) await round();
   const start = performance.now();
   // 8 connections in flight at a time
@@ -42,7 +42,7 @@ async function tcp() {
 }
 
 async function timers() {
-  const n = quick ? 100_000 : 300_000;
+  const n = quick ? 60_000 : 300_000;
   const start = performance.now();
   let fired = 0;
   await new Promise((resolve) => {
