@@ -48,3 +48,47 @@ export async function gcClock() {
     },
   };
 }
+
+/**
+ * Two libp2p nodes in this process (TCP on 127.0.0.1, noise, yamux) with an `/echo/1` handler on
+ * the server, connected. `modules` are the loaded libp2p, @libp2p/tcp, noise and yamux modules;
+ * `metricsFor()` gives each node its `metrics` (or undefined). `oneStream()` opens a stream,
+ * sends 64 bytes, reads the echo and closes.
+ */
+export async function echoPair({ createLibp2p, tcp, noise, yamux }, metricsFor = () => undefined) {
+  const node = () => {
+    const metrics = metricsFor();
+    return createLibp2p({
+      addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+      transports: [tcp()],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      connectionMonitor: { enabled: false },
+      ...(metrics ? { metrics } : {}),
+    });
+  };
+  const server = await node();
+  const client = await node();
+  const echo = async (stream) => {
+    for await (const chunk of stream) {
+      if (!stream.send(chunk)) await stream.onDrain();
+    }
+    await stream.close();
+  };
+  await server.handle('/echo/1', (stream) => void echo(stream).catch(() => {}), {
+    maxInboundStreams: 64,
+  });
+  const target = server.getMultiaddrs()[0];
+  await client.dial(target);
+  const small = new Uint8Array(64).fill(7);
+  const oneStream = async () => {
+    const stream = await client.dialProtocol(target, '/echo/1');
+    stream.send(small);
+    await stream.close();
+    let got = 0;
+    for await (const chunk of stream) got += chunk.byteLength;
+    if (got !== small.length) throw new Error(`echoed ${got} bytes`);
+    return 1;
+  };
+  return { server, client, target, oneStream };
+}

@@ -3,7 +3,7 @@
 // close; streams per second with 8 concurrent loops), `bulk` (echo of 1 MiB chunks over one
 // stream; MiB per second) or `both`. argv[4]: measuring time in ms per workload.
 import { report } from '../lib.mjs';
-import { installMeterProvider, load, own } from './libp2p-common.mjs';
+import { echoPair, installMeterProvider, load, own } from './libp2p-common.mjs';
 
 const config = process.argv[2] ?? 'none';
 const workload = process.argv[3] ?? 'both';
@@ -33,43 +33,10 @@ if (config === 'ours') {
   throw new Error(`unknown config ${config}`);
 }
 
-async function node() {
-  const metrics = metricsFor();
-  return createLibp2p({
-    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-    transports: [tcp()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    connectionMonitor: { enabled: false },
-    ...(metrics ? { metrics } : {}),
-  });
-}
-
-const server = await node();
-const client = await node();
-
-async function echo(stream) {
-  for await (const chunk of stream) {
-    if (!stream.send(chunk)) await stream.onDrain();
-  }
-  await stream.close();
-}
-await server.handle('/echo/1', (stream) => void echo(stream).catch(() => {}), {
-  maxInboundStreams: 64,
-});
-const target = server.getMultiaddrs()[0];
-await client.dial(target);
-
-const small = new Uint8Array(64).fill(7);
-
-async function oneStream() {
-  const stream = await client.dialProtocol(target, '/echo/1');
-  stream.send(small);
-  await stream.close();
-  let got = 0;
-  for await (const chunk of stream) got += chunk.byteLength;
-  if (got !== small.length) throw new Error(`echoed ${got} bytes`);
-}
+const { client, server, target, oneStream } = await echoPair(
+  { createLibp2p, tcp, noise, yamux },
+  metricsFor,
+);
 
 async function streamsPerSecond(duration) {
   let done = 0;
