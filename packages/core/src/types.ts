@@ -291,7 +291,12 @@ export interface PluginHostContext {
 
 export interface PluginDefinition {
   name: string;
-  /** Path fragments (package folders) whose stack frames are instrumentation, not user code. */
+  /**
+   * `import.meta.url` of any module of the plugin's package (under its src/ or dist/): both
+   * folders are cut from creation stacks, so the plugin's wrapper frames are never a leak's site.
+   */
+  module?: string;
+  /** More path fragments whose stack frames are instrumentation, not user code. */
   internalPaths?: string[];
   /** Installs the instrumentation through `ctx`; may return an extra cleanup. */
   setup(ctx: PluginContext): (() => void) | undefined | void;

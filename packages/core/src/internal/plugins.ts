@@ -9,6 +9,7 @@ import type {
   TrustflowPlugin,
 } from '../types.js';
 import { ErrorSink } from './errors.js';
+import { codeFolders } from './stacks.js';
 import { kInternal, type Tracker } from './tracker.js';
 
 interface Patch {
@@ -40,7 +41,9 @@ export function definePlugin(definition: PluginDefinition): TrustflowPlugin {
     let active = true;
     let patchedBuiltins = false;
     (tracker as Partial<Record<typeof kInternal, Tracker>>)[kInternal]?.stacks.addInternalPaths(
-      definition.internalPaths ?? [],
+      definition.module
+        ? [...codeFolders(definition.module), ...(definition.internalPaths ?? [])]
+        : (definition.internalPaths ?? []),
     );
     const reportError = (where: string, error: unknown) => sink.report(`${name}: ${where}`, error);
     const ctx: PluginContext = {

@@ -1,3 +1,4 @@
+import { sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /**
@@ -111,4 +112,16 @@ function toPath(url: string): string {
   } catch {
     return url;
   }
+}
+
+/**
+ * The src/ and dist/ folders of the package holding the module at `moduleUrl`: its code, without
+ * its test/ folder. Both, because with source maps a frame of dist/ is shown at its source in src/.
+ */
+export function codeFolders(moduleUrl: string): string[] {
+  const path = toPath(moduleUrl);
+  const at = Math.max(path.lastIndexOf(`${sep}src${sep}`), path.lastIndexOf(`${sep}dist${sep}`));
+  if (at < 0) return [path.slice(0, path.lastIndexOf(sep) + 1)];
+  const root = path.slice(0, at + 1);
+  return [`${root}src${sep}`, `${root}dist${sep}`];
 }

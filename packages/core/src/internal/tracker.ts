@@ -30,7 +30,7 @@ import type {
 } from '../types.js';
 import { ErrorSink } from './errors.js';
 import { processFigures } from './proc.js';
-import { type CapturedStack, StackFormatter } from './stacks.js';
+import { type CapturedStack, codeFolders, StackFormatter } from './stacks.js';
 import {
   ATTR_KIND,
   ATTR_REASON,
@@ -40,16 +40,8 @@ import {
   TrackerTelemetry,
 } from './telemetry.js';
 
-/**
- * This package's src/ and dist/ folders: their frames are never user code. Both, because with
- * source maps a frame of dist/ is shown at its source in src/. Not the package root: test/ is
- * user code.
- */
-const PACKAGE_ROOT = new URL('../../', import.meta.url);
-const PACKAGE_DIRS = [
-  new URL('src/', PACKAGE_ROOT).pathname,
-  new URL('dist/', PACKAGE_ROOT).pathname,
-];
+/** This package's src/ and dist/ folders: their frames are never user code. */
+const PACKAGE_DIRS = codeFolders(import.meta.url);
 
 /** The provider the global API falls back to while no SDK is registered. */
 const NOOP_TRACER_PROVIDER = new ProxyTracerProvider().getDelegate();

@@ -1,5 +1,3 @@
-import { join, sep } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { BatchObservableCallback, Observable } from '@opentelemetry/api';
 import {
   type Attributes,
@@ -19,13 +17,6 @@ import type {
   SizeClassStats,
 } from '../types.js';
 import { BufferPoolError, type Lender, LentBuffer, notLent, type Slot } from './pooled-buffer.js';
-
-/**
- * This package's code: its frames are cut from acquisition stacks. Both src/ and dist/ (not
- * test/): under vitest, source maps may rewrite dist/ frames to src/ paths.
- */
-const PACKAGE_ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const PACKAGE_CODE = [join(PACKAGE_ROOT, 'src') + sep, join(PACKAGE_ROOT, 'dist') + sep];
 
 export const KIND = 'buffer_pool.buffer';
 export const ATTR_POOL = 'trustflow.buffer_pool.name';
@@ -122,7 +113,7 @@ class Pool implements BufferPool, Lender {
     });
     this.plugin = definePlugin({
       name: 'plugin-buffer-pool',
-      internalPaths: PACKAGE_CODE,
+      module: import.meta.url,
       setup: (ctx) => this.setupMetrics(ctx),
     });
     this.plugin.enable({ tracker: this.tracker, ...(o.meter ? { meter: o.meter } : {}) });

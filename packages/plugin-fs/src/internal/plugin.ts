@@ -1,7 +1,6 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import {
   type Attributes,
   type CreationSite,
@@ -16,15 +15,6 @@ import type { FdInventory, FdType, FsPluginOptions } from '../types.js';
 import { fdPosition, hasProcFd, isOpenFd, listOpenFds, type OpenFd } from './inventory.js';
 import { fdProviders } from './registry.js';
 import { FdTable, LiveSet, pathString } from './wrap.js';
-
-/**
- * This package's src/ and dist/ folders: their frames are instrumentation, cut from creation
- * stacks (both, since with source maps a frame of dist/ is shown at its source in src/). Core
- * cuts its own. Not the package root: its test/ folder is user code.
- */
-const INTERNAL_PATHS = ['../../src/', '../../dist/'].map((folder) =>
-  fileURLToPath(new URL(folder, import.meta.url)),
-);
 
 export const KIND_FD = 'fs.fd';
 export const KIND_FILEHANDLE = 'fs.filehandle';
@@ -133,7 +123,7 @@ export function fsPlugin(init?: FsPluginOptions): TrustflowPlugin {
   const options = readOptions(init);
   return definePlugin({
     name: 'fs',
-    internalPaths: INTERNAL_PATHS,
+    module: import.meta.url,
     setup: (ctx) => setup(ctx, options),
   });
 }

@@ -1,5 +1,3 @@
-import { join, sep } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type {
   CalculatedHistogramOptions,
   CalculatedMetricOptions,
@@ -50,14 +48,8 @@ export const ATTR_PROTOCOL = 'libp2p.protocol';
 export const ATTR_DIRECTION = 'libp2p.direction';
 export const ATTR_TRANSPORT = 'libp2p.transport';
 
-/**
- * This package's code and libp2p's plumbing: cut from creation stacks. Both src/ and dist/ (not
- * test/): under vitest, source maps may rewrite dist/ frames to src/ paths.
- */
-const PACKAGE_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+/** libp2p's plumbing, cut from creation stacks with this package's own code. */
 const INTERNAL_PATHS = [
-  join(PACKAGE_ROOT, 'src') + sep,
-  join(PACKAGE_ROOT, 'dist') + sep,
   ...['libp2p', '@libp2p/utils', '@libp2p/multistream-select'].flatMap((name) => [
     `/node_modules/${name}/`,
     `\\node_modules\\${name.replace('/', '\\')}\\`,
@@ -139,6 +131,7 @@ class Libp2pMetrics implements Metrics {
     this.bridge = new MetricBridge(this.meter, this.hooks, init.maxGroupKeys ?? 100);
     this.plugin = definePlugin({
       name: 'plugin-libp2p',
+      module: import.meta.url,
       internalPaths: INTERNAL_PATHS,
       setup: (ctx) => this.setup(ctx),
     });

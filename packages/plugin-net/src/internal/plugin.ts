@@ -1,6 +1,5 @@
 import net from 'node:net';
 import tls from 'node:tls';
-import { fileURLToPath } from 'node:url';
 import {
   type Attributes,
   type CreationSite,
@@ -13,15 +12,6 @@ import {
 } from '@trustflow/core';
 import type { NetPluginOptions } from '../types.js';
 import { type FdProvider, fdProviders } from './registry.js';
-
-/**
- * This package's src/ and dist/ folders: their frames are instrumentation, cut from creation
- * stacks (both, since with source maps a frame of dist/ is shown at its source in src/). Core
- * cuts its own. Not the package root: its test/ folder is user code.
- */
-const INTERNAL_PATHS = ['../../src/', '../../dist/'].map((folder) =>
-  fileURLToPath(new URL(folder, import.meta.url)),
-);
 
 export const KIND_SOCKET = 'net.socket';
 export const KIND_SERVER = 'net.server';
@@ -177,7 +167,7 @@ export function netPlugin(init?: NetPluginOptions): TrustflowPlugin {
   const options = readOptions(init);
   return definePlugin({
     name: 'net',
-    internalPaths: INTERNAL_PATHS,
+    module: import.meta.url,
     setup: (ctx) => setup(ctx, options),
   });
 }
