@@ -213,7 +213,9 @@ interface GcGroup extends LeakGroup {
   lastId: number;
 }
 
-export const kInternal: unique symbol = Symbol('trustflow.tracker.internal');
+// Registered (Symbol.for) so that a second copy of core, such as the one bundled into the
+// @trustflow/instrument preload, reaches the internals of a tracker the other copy created.
+export const kInternal: unique symbol = Symbol.for('@trustflow/core.tracker-internal');
 
 export class Tracker implements ResourceTracker {
   readonly errors = new ErrorSink('@trustflow/core');
