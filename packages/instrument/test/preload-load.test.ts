@@ -85,6 +85,35 @@ describe.each(nodes)('the preload on %s', (_name, node) => {
     }
   });
 
+  it.runIf(node !== undefined && node === NODE24).each(['--import', '--require'])(
+    'a program that does nothing loads one file of the preload with %s, and no SDK',
+    async (flag) => {
+      // What start-up costs is what the preload loads: one bundle (not ~90 modules of core, the
+      // plugins and @opentelemetry/api), no node:tls or node:http, and the SDK only in the first
+      // event-loop turn, which a program that ends at once never reaches. (The timing itself is
+      // in `pnpm bench instrument`.)
+      const result = await run(
+        node!,
+        ['--require', fixture('record-loads.cjs'), flag, PRELOAD, fixture('app-noop.mjs')],
+        { env: cleanEnv() },
+      );
+      expect(result.stderr).toBe('');
+      expect(result.code).toBe(0);
+      const { files, builtins } = JSON.parse(result.stdout.trim()) as {
+        files: string[];
+        builtins: string[];
+      };
+      const ours = files.filter((f) => !f.endsWith('/app-noop.mjs'));
+      expect(ours.map((f) => f.slice(f.indexOf('/dist/')))).toEqual([
+        '/dist/register.js',
+        '/dist/internal/preload.cjs',
+      ]);
+      for (const heavy of ['tls', 'http', 'https']) {
+        expect(builtins).not.toContain(heavy);
+      }
+    },
+  );
+
   it.runIf(node !== undefined)(
     'a program that does nothing ends on its own, whatever is configured',
     async () => {
