@@ -3,10 +3,14 @@
 // Loading ~90 small ES modules cost a program that does nothing about 40 ms; one CommonJS file
 // loaded by require() skips the module resolution and the ESM facades of node:fs and friends.
 // The OpenTelemetry SDK stays outside (a chunk that requires the installed packages), loaded in
-// the first event-loop turn as before. Run after `tsc -b` (the root build script does both).
-import { rm } from 'node:fs/promises';
+// the first event-loop turn as before. Then writes V8's code cache for the bundle. Run after
+// `tsc -b` (the root build script does both).
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { appendFile, readFile, rm, stat } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { rolldown } from 'rolldown';
+import { CACHE_KEY_MARK } from '../dist/internal/bundle-loader.js';
 
 const dist = fileURLToPath(new URL('../dist/internal/', import.meta.url));
 
@@ -26,6 +30,7 @@ const bundle = await rolldown({
   },
 });
 await rm(`${dist}preload.cjs`, { force: true });
+await rm(`${dist}preload.cjs.v8cache`, { force: true });
 const { output } = await bundle.write({
   dir: dist,
   format: 'cjs',
@@ -34,6 +39,29 @@ const { output } = await bundle.write({
   sourcemap: false,
 });
 await bundle.close();
-process.stdout.write(
-  `bundled ${output.map((o) => `${o.fileName} (${Math.round((o.code?.length ?? 0) / 1024)} KiB)`).join(', ')}\n`,
+
+// V8's code cache for the bundle, taken after a run of it (see src/internal/bundle-loader.ts),
+// keyed by a hash of the bundle's source that the source ends with.
+const file = `${dist}preload.cjs`;
+const key = createHash('sha256')
+  .update(await readFile(file))
+  .digest('hex')
+  .slice(0, 32);
+await appendFile(file, `${CACHE_KEY_MARK}${key}\n`);
+// The preload's defaults (no TRUSTFLOW_/OTEL_ settings), and no NODE_OPTIONS: V8 rejects a
+// cache made under other V8 flags.
+const env = Object.fromEntries(
+  Object.entries(process.env).filter(
+    ([k]) => !k.startsWith('TRUSTFLOW_') && !k.startsWith('OTEL_') && k !== 'NODE_OPTIONS',
+  ),
 );
+const child = spawnSync(
+  process.execPath,
+  [fileURLToPath(new URL('./code-cache.mjs', import.meta.url)), file],
+  { env, stdio: ['ignore', 'inherit', 'inherit'] },
+);
+if (child.status !== 0) throw new Error(`bundle: writing the code cache failed (${child.status})`);
+const cache = await stat(`${file}.v8cache`);
+const sizes = output.map((o) => `${o.fileName} (${Math.round((o.code?.length ?? 0) / 1024)} KiB)`);
+sizes.push(`preload.cjs.v8cache (${Math.round(cache.size / 1024)} KiB, Node ${process.version})`);
+process.stdout.write(`bundled ${sizes.join(', ')}\n`);

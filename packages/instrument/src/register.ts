@@ -2,12 +2,9 @@
 // `node --import @trustflow/instrument app.mjs`. With TRUSTFLOW_DISABLED=1 it loads nothing else.
 // The rest is one CommonJS bundle (dist/internal/preload.cjs, built by scripts/bundle.mjs from
 // internal/preload.ts), loaded synchronously so that the application's first line already runs
-// instrumented, and in one file so that a short program does not pay for resolving ~90 modules.
-//
-// Builtins come from process.getBuiltinModule rather than `import`: an imported builtin gets an
-// ES module facade built from all its exports, which for node:worker_threads alone costs ~4 ms.
-type NodeModule = typeof import('node:module');
-type WorkerThreads = typeof import('node:worker_threads');
+// instrumented, in one file so that a short program does not pay for resolving ~90 modules, and
+// with V8's code cache (see internal/bundle-loader.ts).
+import { loadBundle } from './internal/bundle-loader.js';
 
 const disabled = ['1', 'true', 'on', 'yes'].includes(
   (process.env.TRUSTFLOW_DISABLED ?? '').trim().toLowerCase(),
@@ -15,10 +12,19 @@ const disabled = ['1', 'true', 'on', 'yes'].includes(
 const running = (globalThis as Record<symbol, unknown>)[Symbol.for('@trustflow/instrument')];
 
 // Worker threads inherit --require/--import: the main thread's instrumentation covers the process.
+// (node:worker_threads from getBuiltinModule: an `import` would build its ES module facade, ~4 ms.)
 if (!disabled && running === undefined) {
+  type WorkerThreads = typeof import('node:worker_threads');
   const { isMainThread } = process.getBuiltinModule('node:worker_threads') as WorkerThreads;
   if (isMainThread) {
-    const { createRequire } = process.getBuiltinModule('node:module') as NodeModule;
-    createRequire(import.meta.url)('./internal/preload.cjs');
+    const { fileURLToPath } = process.getBuiltinModule('node:url') as typeof import('node:url');
+    try {
+      loadBundle(fileURLToPath(new URL('./internal/preload.cjs', import.meta.url)));
+    } catch (error) {
+      // Never the application's problem: it starts without instrumentation.
+      process.stderr.write(
+        `trustflow: instrumentation not started: ${error instanceof Error ? error.message : String(error)}\n`,
+      );
+    }
   }
 }
