@@ -7,6 +7,7 @@ import {
 } from '@trustflow/test-utils';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createResourceTracker, type ResourceTracker } from '../src/index.js';
+import { kInternal, type Tracker } from '../src/internal/tracker.js';
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -107,6 +108,56 @@ describe('metrics', () => {
         value: 1,
       }),
     ]);
+  });
+
+  it('keeps the lifetime histogram itself when a host collects it, never on the meter', async () => {
+    let now = 0;
+    const { metrics, tracker } = setup({ now: () => now });
+    const internal = (tracker as unknown as Record<symbol, Tracker>)[kInternal];
+    expect(internal.collectLifetimes()).toBe(true);
+    const attrs = { 'network.transport': 'tcp' };
+    // 0.5 ms, 0.2 s (in (0.1, 0.5]), and 2 days (above every boundary)
+    for (const ms of [0.5, 200, 2 * 86_400_000]) {
+      const handle = tracker.track({}, { kind: 'net.socket', attributes: attrs });
+      now += ms;
+      handle.release();
+    }
+    tracker.track({}, { kind: 'fs.fd' }).release();
+    const names = (await metrics.collect()).map((m) => m.descriptor.name);
+    expect(names).not.toContain('trustflow.resource.lifetime');
+    expect(names).toContain('trustflow.resource.closed');
+
+    const { boundaries } = internal.lifetimeMetric;
+    const byKind = new Map(
+      internal.lifetimes().map((l) => [l.attributes['trustflow.resource.kind'], l]),
+    );
+    expect([...byKind.keys()].sort()).toEqual(['fs.fd', 'net.socket']);
+    const socket = byKind.get('net.socket')!;
+    expect(socket.attributes).toEqual({
+      'trustflow.resource.kind': 'net.socket',
+      'network.transport': 'tcp',
+    });
+    const expected = new Array(boundaries.length + 1).fill(0);
+    expected[0] = 1;
+    expected[boundaries.indexOf(0.5)] = 1;
+    expected[boundaries.length] = 1;
+    expect(socket.histogram.counts).toEqual(expected);
+    expect(socket.histogram.count).toBe(3);
+    expect(socket.histogram.sum).toBeCloseTo(0.0005 + 0.2 + 2 * 86_400, 6);
+    expect(socket.histogram.min).toBeCloseTo(0.0005, 9);
+    expect(socket.histogram.max).toBe(2 * 86_400);
+    expect(byKind.get('fs.fd')!.histogram.count).toBe(1);
+  });
+
+  it('does not switch to collected lifetimes once one was recorded on the meter', async () => {
+    const { metrics, tracker } = setup();
+    tracker.track({}, { kind: 'test.k' }).release();
+    const internal = (tracker as unknown as Record<symbol, Tracker>)[kInternal];
+    expect(internal.collectLifetimes()).toBe(false);
+    tracker.track({}, { kind: 'test.k' }).release();
+    const lifetime = points(await metrics.find('trustflow.resource.lifetime'));
+    expect(lifetime[0]?.value).toMatchObject({ count: 2 });
+    expect(internal.lifetimes()).toEqual([]);
   });
 
   it('stops reporting after shutdown', async () => {

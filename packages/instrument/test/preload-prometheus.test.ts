@@ -45,6 +45,23 @@ describe('the metrics endpoint', () => {
       /^trustflow_resource_active\{trustflow_resource_kind="fs\.fd",[^}]*\} 1$/m,
     );
     expect(metrics).toMatch(/^process_open_fds\{[^}]*\} \d+$/m);
+    // the lifetime histogram (kept by the tracker, read through a MetricProducer) counts exactly
+    // the descriptors closed so far (module loading opens and closes some), bucket by bucket
+    const value = (pattern: RegExp) => Number(metrics.match(pattern)?.[1] ?? Number.NaN);
+    const closed = value(
+      /^trustflow_resource_closed_total\{trustflow_resource_kind="fs\.fd",[^}]*\} (\d+)$/m,
+    );
+    expect(closed).toBeGreaterThan(0);
+    expect(
+      value(/^trustflow_resource_lifetime_count\{trustflow_resource_kind="fs\.fd",[^}]*\} (\d+)$/m),
+    ).toBe(closed);
+    expect(
+      value(
+        /^trustflow_resource_lifetime_bucket\{trustflow_resource_kind="fs\.fd",[^}]*le="\+Inf"\} (\d+)$/m,
+      ),
+    ).toBe(closed);
+    expect(metrics.match(/^# TYPE trustflow_resource_lifetime histogram$/gm)).toHaveLength(1);
+
     expect(metrics).toMatch(/^nodejs_eventloop_utilization\{/m);
     expect(metrics).toMatch(/^target_info\{[^}]*service_name="unknown_service:[^"]*"/m);
     // bound to 127.0.0.1, not to every interface

@@ -13,10 +13,47 @@ export const ATTR_KIND = 'trustflow.resource.kind';
 export const ATTR_REASON = 'trustflow.leak.reason';
 export const ATTR_SITE = 'trustflow.leak.site';
 
-/** Lifetime buckets in seconds: from a millisecond to a day. */
-const LIFETIME_BUCKETS = [
-  0.001, 0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200, 21600, 86400,
-];
+/** The lifetime histogram: buckets in seconds, from a millisecond to a day. */
+export const LIFETIME = {
+  name: 'trustflow.resource.lifetime',
+  unit: 's',
+  description: 'Time from open to release.',
+  boundaries: [
+    0.001, 0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200, 21600, 86400,
+  ] as readonly number[],
+} as const;
+
+/**
+ * A lifetime histogram kept by the tracker itself, for a reader that takes it through a
+ * MetricProducer (see Tracker.collectLifetimes): a release costs a bucket search and four
+ * writes, where the SDK's record() hashes the attribute set every time (~2 us per release, the
+ * largest item of a tracked socket's close).
+ */
+export class LifetimeHistogram {
+  /** counts[i]: values in (boundaries[i-1], boundaries[i]]; the last one above them all. */
+  readonly counts: number[] = new Array(LIFETIME.boundaries.length + 1).fill(0);
+  sum = 0;
+  count = 0;
+  min = Number.POSITIVE_INFINITY;
+  max = Number.NEGATIVE_INFINITY;
+
+  record(seconds: number): void {
+    const bounds = LIFETIME.boundaries;
+    let i = 0;
+    while (i < bounds.length && seconds > bounds[i]!) i++;
+    this.counts[i]!++;
+    this.sum += seconds;
+    this.count++;
+    if (seconds < this.min) this.min = seconds;
+    if (seconds > this.max) this.max = seconds;
+  }
+}
+
+/** What a release records a lifetime against. */
+export interface LifetimeTarget {
+  readonly metricAttributes: OtelAttributes;
+  lifetime: LifetimeHistogram | undefined;
+}
 
 /** What the metrics callback reads: one row per (kind, attribute set). */
 export interface SeriesView {
@@ -41,8 +78,10 @@ export interface TelemetrySource {
  * as they happen.
  */
 export class TrackerTelemetry {
-  readonly lifetime: Histogram;
   readonly leaked: Counter;
+  /** Created at the first release, unless lifetimes are collected by the tracker by then. */
+  private lifetime: Histogram | undefined;
+  private collectLifetimes = false;
   private readonly meter: Meter;
   private readonly observables: Observable[];
   private readonly callback: BatchObservableCallback;
@@ -77,11 +116,6 @@ export class TrackerTelemetry {
       unit: '{resource}',
       description: 'Resources reported as leaked, by reason.',
     });
-    this.lifetime = meter.createHistogram('trustflow.resource.lifetime', {
-      unit: 's',
-      description: 'Time from open to release.',
-      advice: { explicitBucketBoundaries: LIFETIME_BUCKETS },
-    });
     this.observables = [active, opened, closed, oldest, overflow, errors];
     this.callback = (result) => {
       const now = source.now();
@@ -97,6 +131,30 @@ export class TrackerTelemetry {
       result.observe(errors, source.errors());
     };
     meter.addBatchObservableCallback(this.callback, this.observables);
+  }
+
+  recordLifetime(seconds: number, target: LifetimeTarget): void {
+    if (this.collectLifetimes) {
+      (target.lifetime ??= new LifetimeHistogram()).record(seconds);
+      return;
+    }
+    this.lifetime ??= this.meter.createHistogram(LIFETIME.name, {
+      unit: LIFETIME.unit,
+      description: LIFETIME.description,
+      advice: { explicitBucketBoundaries: [...LIFETIME.boundaries] },
+    });
+    this.lifetime.record(seconds, target.metricAttributes);
+  }
+
+  /**
+   * From now on lifetimes are kept per series by the tracker instead of recorded on the meter's
+   * histogram. Only before the first release (the histogram instrument must never exist, or a
+   * reader would see the metric twice); false after it.
+   */
+  collectLifetimesHere(): boolean {
+    if (this.lifetime !== undefined) return false;
+    this.collectLifetimes = true;
+    return true;
   }
 
   stop(): void {

@@ -35,6 +35,9 @@ import {
   ATTR_KIND,
   ATTR_REASON,
   ATTR_SITE,
+  LIFETIME,
+  type LifetimeHistogram,
+  type LifetimeTarget,
   metricAttributes,
   type SeriesView,
   TrackerTelemetry,
@@ -65,10 +68,12 @@ const DEFAULTS = {
 };
 
 /** Open resources of one kind and one low-cardinality attribute set. */
-class Series implements SeriesView {
+class Series implements SeriesView, LifetimeTarget {
   readonly entries = new Map<number, Entry>();
   opened = 0;
   closed = 0;
+  /** Only when the tracker collects lifetimes itself (collectLifetimes()). */
+  lifetime: LifetimeHistogram | undefined = undefined;
   /** Live resources past the cap (counted, not tracked). */
   untracked = 0;
   readonly metricAttributes: OtelAttributes;
@@ -464,7 +469,7 @@ export class Tracker implements ResourceTracker {
       series.closed++;
       if ((entry.state & REGISTERED) !== 0) this.registry.unregister(entry);
       const lifetime = (this.now() - entry.openedAt) / 1000;
-      this.telemetry.lifetime.record(lifetime, series.metricAttributes);
+      this.telemetry.recordLifetime(lifetime, series);
       const span = entry.span;
       if (span) {
         if (options?.details) span.setAttributes(options.details);
@@ -830,6 +835,31 @@ export class Tracker implements ResourceTracker {
     this.live = 0;
     this.listeners.clear();
     this.sections.clear();
+  }
+
+  /**
+   * For a host that owns the OpenTelemetry readers (@trustflow/instrument): keep the lifetime
+   * histogram here, per series, and hand it to the readers through a MetricProducer reading
+   * `lifetimes()`, instead of one SDK record() per release. Call before anything is released;
+   * returns false (and changes nothing) after.
+   */
+  collectLifetimes(): boolean {
+    return this.telemetry.collectLifetimesHere();
+  }
+
+  /** Name, unit, description and bucket boundaries of the lifetime histogram. */
+  get lifetimeMetric(): typeof LIFETIME {
+    return LIFETIME;
+  }
+
+  /** The collected lifetime histograms, one per series that has released something. */
+  lifetimes(): { attributes: OtelAttributes; histogram: LifetimeHistogram }[] {
+    const out: { attributes: OtelAttributes; histogram: LifetimeHistogram }[] = [];
+    for (const series of this.allSeries) {
+      if (series.lifetime)
+        out.push({ attributes: series.metricAttributes, histogram: series.lifetime });
+    }
+    return out;
   }
 
   /** Internal access for plugin hosts in this package. */

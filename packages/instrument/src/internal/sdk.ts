@@ -30,6 +30,8 @@ import {
 } from '@opentelemetry/sdk-trace';
 import { openFdCount, type ResourceTracker } from '@trustflow/core';
 import type { Config } from './config.js';
+import type { LifetimeSource } from './lifetime-source.js';
+import { lifetimeProducer } from './lifetimes.js';
 
 export interface Sdk {
   meterProvider: MeterProvider | undefined;
@@ -45,6 +47,8 @@ export interface Sdk {
 export interface SdkOptions {
   config: Config;
   tracker: ResourceTracker;
+  /** The tracker's lifetime histogram, when the tracker keeps it (see lifetime-source.ts). */
+  lifetimes?: LifetimeSource | undefined;
   /** Attached to the meter provider once it exists. */
   attach: (provider: ApiMeterProvider) => void;
   /** Set the global tracer provider and context manager (the preload does, unless one exists). */
@@ -103,8 +107,11 @@ export function startSdk(o: SdkOptions): Sdk {
   return o.tracker.untracked(() => buildSdk(o));
 }
 
-function buildSdk({ config, tracker, attach, registerGlobals }: SdkOptions): Sdk {
+function buildSdk({ config, tracker, lifetimes, attach, registerGlobals }: SdkOptions): Sdk {
   const resource = buildResource(config);
+  const metricProducers = lifetimes
+    ? [lifetimeProducer(lifetimes, resource, '@trustflow/core', performance.timeOrigin)]
+    : [];
   const agents = (protocol: string) => ownAgent(tracker, protocol);
   const compression = config.otlp.compression as never;
 
@@ -112,7 +119,7 @@ function buildSdk({ config, tracker, attach, registerGlobals }: SdkOptions): Sdk
   const readers: IMetricReader[] = [];
   for (const name of config.metricsExporters) {
     if (name === 'prometheus') {
-      prometheus = new PrometheusExporter({ preventServerStart: true });
+      prometheus = new PrometheusExporter({ preventServerStart: true, metricProducers });
       readers.push(prometheus);
     } else {
       const exporter =
@@ -130,6 +137,7 @@ function buildSdk({ config, tracker, attach, registerGlobals }: SdkOptions): Sdk
           exporter,
           exportIntervalMillis: config.metricIntervalMs,
           exportTimeoutMillis: config.metricTimeoutMs,
+          metricProducers,
         }),
       );
     }
