@@ -3,7 +3,7 @@ import type { Libp2p, Stream } from '@libp2p/interface';
 import { ping } from '@libp2p/ping';
 import { afterEach, describe, expect, it } from 'vitest';
 import { libp2pMetrics } from '../src/index.js';
-import { cleanup, closed, instrumentedNode, plainNode, points } from './helpers.js';
+import { cleanup, closed, instrumentedNode, plainNode, points, pointValue } from './helpers.js';
 
 afterEach(cleanup);
 
@@ -45,6 +45,37 @@ describe('lifecycle', () => {
     await a.node.start();
     expect(registrar.handle).not.toBe(original);
     expect((await a.libp2p.find('test_gauge'))?.dataPoints[0]?.value).toBe(2);
+  });
+
+  it('counts bytes through the stream classes, adds nothing to the streams, and puts the classes back after stop', async () => {
+    const x = await plainNode();
+    const y = await plainNode();
+    await y.handle('/x/1', (s) => void s.close());
+    const plain = await x.dialProtocol(y.getMultiaddrs()[0]!, '/x/1');
+    const proto = Object.getPrototypeOf(plain) as Record<string, unknown>;
+    const keys = ['onData', 'sendData', 'dispatchEvent'] as const;
+    const originals = keys.map((k) => proto[k]);
+    const own = keys.filter((k) => Object.hasOwn(proto, k));
+
+    const a = await instrumentedNode();
+    const counted = await a.node.dialProtocol(y.getMultiaddrs()[0]!, '/x/1');
+    expect(Object.getPrototypeOf(counted)).toBe(proto);
+    expect(keys.map((k) => proto[k] === originals[keys.indexOf(k)])).toEqual([false, false, false]);
+    // the tracked stream has exactly the own properties of an untracked one (same hidden class)
+    expect(Reflect.ownKeys(counted)).toEqual(Reflect.ownKeys(plain));
+    counted.send(new Uint8Array(7));
+    await counted.close();
+    expect(
+      await pointValue(a.libp2p, 'trustflow.libp2p.stream.io', {
+        'libp2p.protocol': '/x/1',
+        'network.io.direction': 'transmit',
+      }),
+    ).toBe(7);
+
+    await a.node.stop();
+    expect(keys.map((k) => proto[k])).toEqual(originals);
+    expect(keys.filter((k) => Object.hasOwn(proto, k))).toEqual(own);
+    await plain.close();
   });
 
   it("works with libp2p's services: identify and ping streams are tracked and all released", async () => {

@@ -1,19 +1,30 @@
 import type { Attributes, ResourceHandle } from '@trustflow/core';
 
 /**
- * Byte counting on libp2p message streams (protocol streams and the raw multiaddr connections),
- * without listeners and without touching the data: the stream's own `onData` (called by the
- * muxer or transport with bytes that arrived) and `sendData` (called by the stream with bytes it
- * hands to the muxer or socket) are wrapped on the instance. Both are synchronous pass-throughs
- * that return what the original returns, so flow, ordering and back-pressure are unchanged.
+ * Byte counting and close detection on libp2p message streams (protocol streams and the raw
+ * multiaddr connections), without listeners and without touching the data.
  *
- * A `message` listener is never added: in libp2p 3 a stream only starts delivering data once it
- * has one, so a metrics listener would consume data before the protocol handler attaches.
+ * libp2p calls three methods of a stream that tell us everything: `onData` (the muxer or
+ * transport hands it bytes that arrived), `sendData` (the stream hands bytes to the muxer or
+ * socket) and `dispatchEvent` (its 'close' event). They are wrapped once per stream class, on the
+ * class's prototype, and the wrappers find the stream's counters in a WeakMap. Nothing is added
+ * to the stream objects themselves: an own property on every tracked stream would give it a new
+ * hidden class, and the muxer's hot functions, shared by every stream and connection class, would
+ * turn megamorphic (measured: libp2p's own processSendQueue took 3x as long). Streams that nobody
+ * tracks (of a node without our metrics, or before protocol negotiation) go through the same
+ * wrappers as plain pass-throughs.
+ *
+ * Every wrapper is a synchronous pass-through returning what the original returns, so flow,
+ * ordering and back-pressure are unchanged. A `message` listener is never added: in libp2p 3 a
+ * stream only starts delivering data once it has one, so a metrics listener would consume data
+ * before the protocol handler attaches.
+ *
+ * The prototypes stay wrapped while any metrics instance is enabled (`retainIo()`); when the last
+ * one is disabled, every original is put back (identity-equal; an inherited method is inherited
+ * again).
  */
 
 export const ATTR_IO_DIRECTION = 'network.io.direction';
-
-export const kIo: unique symbol = Symbol('trustflow.libp2p.io');
 
 /** Totals of one protocol (streams) or one transport (connections). */
 export class IoTotals {
@@ -36,13 +47,15 @@ interface Owner {
   reportError(where: string, error: unknown): void;
 }
 
-type OnData = (data: { byteLength: number }) => unknown;
-type SendData = (data: unknown) => { sentBytes: number };
+type OnData = (this: object, data: { byteLength: number }) => unknown;
+type SendData = (this: object, data: unknown) => { sentBytes: number };
+type DispatchEvent = (this: object, event: Event) => boolean;
 
 /** Per-stream state, reachable from the stream only (the tracker never holds it). */
 export class Io {
   sent = 0;
   received = 0;
+  /** The stream's own onData/sendData, for a stream whose class could not be wrapped. */
   onData: OnData | undefined;
   sendData: SendData | undefined;
   constructor(
@@ -53,49 +66,198 @@ export class Io {
 }
 
 export interface Counted {
-  [kIo]?: Io;
   onData?: unknown;
   sendData?: unknown;
+  dispatchEvent?: unknown;
   readBufferLength?: number;
   addEventListener(type: 'close', listener: (event: Event) => void): void;
 }
 
-/** Attaches `io` to `target` and, where the stream has them, counts its onData/sendData. */
+/** Counters of every tracked stream and connection, by the object itself. */
+const states = new WeakMap<object, Io>();
+
+export function isCounted(target: object): boolean {
+  return states.has(target);
+}
+
+// --- prototype wrappers, shared by every metrics instance of this module ---
+
+interface ProtoPatch {
+  proto: Record<string, unknown>;
+  key: 'onData' | 'sendData' | 'dispatchEvent';
+  own: boolean;
+  original: unknown;
+  wrapped: unknown;
+}
+
+const patches: ProtoPatch[] = [];
+/** Prototypes whose methods are wrapped now (true) or cannot be (false). */
+let hooked = new WeakMap<object, boolean>();
+/** The prototype wrapped last (most streams are of one class): skips the WeakMap lookup. */
+let lastHooked: object | undefined;
+let users = 0;
+
+/**
+ * Keeps the prototype wrappers installed until the returned function is called (once per enabled
+ * metrics instance); the last release restores every original.
+ */
+export function retainIo(): () => void {
+  users++;
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    users--;
+    if (users === 0) unhookAll();
+  };
+}
+
+function unhookAll(): void {
+  for (const p of patches.reverse()) {
+    // someone wrapped on top of us: leave theirs (ours is a pass-through for untracked streams)
+    if (!Object.hasOwn(p.proto, p.key) || p.proto[p.key] !== p.wrapped) continue;
+    if (p.own) p.proto[p.key] = p.original;
+    else delete p.proto[p.key];
+  }
+  patches.length = 0;
+  hooked = new WeakMap();
+  lastHooked = undefined;
+}
+
+/**
+ * Wraps the methods of `target`'s class once. False when they cannot be wrapped there: the object
+ * has its own onData/sendData/dispatchEvent (set per instance), or lacks them.
+ */
+function hookClass(target: object): boolean {
+  const proto = Object.getPrototypeOf(target) as Record<string, unknown> | null;
+  if (proto === null || users === 0) return false;
+  if (proto === lastHooked) return !hasOwnMethods(target);
+  const known = hooked.get(proto);
+  if (known !== undefined) {
+    if (known) lastHooked = proto;
+    return known && !hasOwnMethods(target);
+  }
+  const usable =
+    !hasOwnMethods(target) &&
+    typeof proto.onData === 'function' &&
+    typeof proto.sendData === 'function' &&
+    typeof proto.dispatchEvent === 'function' &&
+    !Object.isFrozen(proto);
+  hooked.set(proto, usable);
+  if (!usable) return false;
+  wrap(proto, 'onData', wrapOnData);
+  wrap(proto, 'sendData', wrapSendData);
+  wrap(proto, 'dispatchEvent', wrapDispatchEvent);
+  lastHooked = proto;
+  return true;
+}
+
+function hasOwnMethods(target: object): boolean {
+  return (
+    Object.hasOwn(target, 'onData') ||
+    Object.hasOwn(target, 'sendData') ||
+    Object.hasOwn(target, 'dispatchEvent')
+  );
+}
+
+function wrap<F>(
+  proto: Record<string, unknown>,
+  key: ProtoPatch['key'],
+  make: (original: F) => F,
+): void {
+  const original = proto[key] as F;
+  const wrapped = make(original);
+  copyIdentity(original as Function, wrapped as Function);
+  const own = Object.hasOwn(proto, key);
+  proto[key] = wrapped;
+  patches.push({ proto, key, own, original, wrapped });
+}
+
+function wrapOnData(original: OnData): OnData {
+  return function onData(this: object, data) {
+    const io = states.get(this);
+    if (io !== undefined) countReceived(io, data);
+    return original.call(this, data);
+  };
+}
+
+function wrapSendData(original: SendData): SendData {
+  return function sendData(this: object, data) {
+    const result = original.call(this, data);
+    const io = states.get(this);
+    if (io !== undefined) countSent(io, result);
+    return result;
+  };
+}
+
+function wrapDispatchEvent(original: DispatchEvent): DispatchEvent {
+  return function dispatchEvent(this: object, event) {
+    const result = original.call(this, event);
+    if (event?.type === 'close') {
+      const io = states.get(this);
+      if (io !== undefined) closed(io, event);
+    }
+    return result;
+  };
+}
+
+function countReceived(io: Io, data: { byteLength: number }): void {
+  const n = data?.byteLength;
+  if (typeof n === 'number' && io.owner.active) {
+    io.received += n;
+    io.totals.received += n;
+  }
+}
+
+function countSent(io: Io, result: { sentBytes: number }): void {
+  const n = result?.sentBytes;
+  if (typeof n === 'number' && io.owner.active) {
+    io.sent += n;
+    io.totals.sent += n;
+  }
+}
+
+function copyIdentity(original: Function, wrapper: Function): void {
+  try {
+    Object.defineProperty(wrapper, 'name', { value: original.name, configurable: true });
+    Object.defineProperty(wrapper, 'length', { value: original.length, configurable: true });
+  } catch {
+    // cosmetic only
+  }
+}
+
+// --- attaching a stream ---
+
+/** Starts counting `target`'s bytes into `io`, and releases `io.handle` on its 'close' event. */
 export function attachIo(target: Counted, io: Io): void {
-  target[kIo] = io;
+  states.set(target, io);
   // bytes that arrived before the stream was handed to us (read ahead during negotiation)
   const buffered = typeof target.readBufferLength === 'number' ? target.readBufferLength : 0;
   io.received += buffered;
   io.totals.received += buffered;
+  if (hookClass(target)) return;
+  // A class we cannot wrap: wrap this instance's methods and listen for its 'close'.
   if (typeof target.onData === 'function' && typeof target.sendData === 'function') {
     io.onData = target.onData as OnData;
     io.sendData = target.sendData as SendData;
-    target.onData = countedOnData;
-    target.sendData = countedSendData;
+    target.onData = instanceOnData;
+    target.sendData = instanceSendData;
   }
-  target.addEventListener('close', onClosed);
+  target.addEventListener('close', onCloseEvent);
 }
 
-function countedOnData(this: Counted, data: { byteLength: number }): unknown {
-  const io = this[kIo];
+function instanceOnData(this: Counted, data: { byteLength: number }): unknown {
+  const io = states.get(this);
   if (io?.onData === undefined) return inherited<OnData>(this, 'onData').call(this, data);
-  const n = data?.byteLength;
-  if (io.owner.active && typeof n === 'number') {
-    io.received += n;
-    io.totals.received += n;
-  }
+  countReceived(io, data);
   return io.onData.call(this, data);
 }
 
-function countedSendData(this: Counted, data: unknown): { sentBytes: number } {
-  const io = this[kIo];
+function instanceSendData(this: Counted, data: unknown): { sentBytes: number } {
+  const io = states.get(this);
   if (io?.sendData === undefined) return inherited<SendData>(this, 'sendData').call(this, data);
   const result = io.sendData.call(this, data);
-  const n = result?.sentBytes;
-  if (io.owner.active && typeof n === 'number') {
-    io.sent += n;
-    io.totals.sent += n;
-  }
+  countSent(io, result);
   return result;
 }
 
@@ -104,14 +266,18 @@ function inherited<F>(target: object, key: 'onData' | 'sendData'): F {
   return Reflect.get(Object.getPrototypeOf(target), key, target) as F;
 }
 
-/** The one 'close' listener of every tracked stream and connection (no closure per stream). */
-function onClosed(event: Event): void {
-  const target = (event.currentTarget ?? event.target) as Counted | null;
-  const io = target?.[kIo];
-  if (io === undefined) return;
+/** The one 'close' listener of streams whose class is not wrapped (no closure per stream). */
+function onCloseEvent(event: Event): void {
+  const target = (event.currentTarget ?? event.target) as object | null;
+  const io = target === null ? undefined : states.get(target);
+  if (io !== undefined) closed(io, event);
+}
+
+function closed(io: Io, event: Event): void {
   try {
-    const { error, local } = event as Event & { error?: Error; local?: boolean };
     const handle = io.handle;
+    if (handle.released) return;
+    const { error, local } = event as Event & { error?: Error; local?: boolean };
     if (!handle.recording) {
       // no span to show the figures on: skip building them
       handle.release(error ? { error } : undefined);
@@ -131,7 +297,7 @@ function onClosed(event: Event): void {
 }
 
 /** Activity probe for the stale scan: changes whenever bytes flow. */
-export function ioActivity(target: Counted): number {
-  const io = target[kIo];
+export function ioActivity(target: object): number {
+  const io = states.get(target);
   return io === undefined ? 0 : io.sent + io.received;
 }

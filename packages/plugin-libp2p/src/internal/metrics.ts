@@ -39,7 +39,7 @@ import {
 } from '@trustflow/core';
 import type { Libp2pMetricsComponents, Libp2pMetricsInit } from '../types.js';
 import { MetricBridge, OTHER } from './bridge.js';
-import { attachIo, type Counted, Io, IoTotals, ioActivity, kIo } from './io.js';
+import { attachIo, type Counted, Io, IoTotals, ioActivity, isCounted, retainIo } from './io.js';
 import { createTrace, traceFunction } from './trace.js';
 
 export const STREAM_KIND = 'libp2p.stream';
@@ -101,6 +101,8 @@ class Libp2pMetrics implements Metrics {
   private readonly protocolTotals = new Map<string, IoTotals>();
   private readonly transportTotals = new Map<string, IoTotals>();
   private readonly streamSeries = new Map<string, Series>();
+  /** The same series by protocol, then direction (at most `maxProtocols` protocols). */
+  private readonly seriesByProtocol = new Map<string, { inbound?: Series; outbound?: Series }>();
   private readonly connectionSeries = new Map<string, Series>();
   /** Open connections (for the peer of a stream); removal on connection:close. */
   private readonly connections = new Set<Connection>();
@@ -111,18 +113,19 @@ class Libp2pMetrics implements Metrics {
   private readonly byTimeline = new WeakMap<object, ResourceHandle>();
   private registrarHooked = false;
 
-  private readonly hooks: { readonly active: boolean; reportError(w: string, e: unknown): void };
+  /**
+   * What the byte counters, the bridge and traceFunction consult on every call: `active` is a
+   * plain field (true between enable and disable), cheaper than asking the plugin context.
+   */
+  private readonly hooks: { active: boolean; reportError(w: string, e: unknown): void };
 
   constructor(
     private readonly components: Libp2pMetricsComponents,
     init: Libp2pMetricsInit,
   ) {
-    const self = this;
     this.hooks = {
-      get active() {
-        return self.ctx?.active === true;
-      },
-      reportError: (where, error) => self.ctx?.reportError(where, error),
+      active: false,
+      reportError: (where, error) => this.ctx?.reportError(where, error),
     };
     this.tracker = init.tracker ?? defaultTracker();
     this.meter = init.meter ?? otelMetrics.getMeter('@trustflow/plugin-libp2p');
@@ -159,9 +162,14 @@ class Libp2pMetrics implements Metrics {
 
   private setup(ctx: PluginContext): () => void {
     this.ctx = ctx;
+    this.hooks.active = true;
+    ctx.onDisable(() => {
+      this.hooks.active = false;
+    });
     this.registrarHooked = false;
     this.bridge.attach();
     ctx.onDisable(() => this.bridge.detach());
+    ctx.onDisable(retainIo());
     this.observeIo(ctx);
     const events = this.components.events;
     const onOpen = (event: CustomEvent<Connection>) => this.connectionOpened(event.detail);
@@ -169,6 +177,7 @@ class Libp2pMetrics implements Metrics {
     events.addEventListener('connection:open', onOpen);
     events.addEventListener('connection:close', onClose);
     return () => {
+      this.hooks.active = false;
       events.removeEventListener('connection:open', onOpen);
       events.removeEventListener('connection:close', onClose);
       this.connections.clear();
@@ -208,7 +217,7 @@ class Libp2pMetrics implements Metrics {
     if (!ctx?.active) return;
     try {
       const target = maConn as unknown as Counted & MultiaddrConnection;
-      if (target[kIo] !== undefined) return;
+      if (isCounted(target)) return;
       const series = this.connectionSeriesFor(maConn);
       const handle = ctx.tracker.track(target, {
         kind: CONNECTION_KIND,
@@ -229,17 +238,20 @@ class Libp2pMetrics implements Metrics {
 
   trackProtocolStream(stream: Stream): void {
     const ctx = this.ctx;
-    if (!ctx?.active) return;
+    if (ctx === undefined || !this.hooks.active) return;
     try {
       const target = stream as unknown as Counted & Stream;
-      if (target[kIo] !== undefined) return;
+      if (isCounted(target)) return;
       const series = this.streamSeriesFor(stream.protocol, stream.direction);
-      const details: Attributes = { 'libp2p.stream.id': String(stream.id) };
       const connection = this.connectionOf(stream);
-      if (connection !== undefined) {
-        details['libp2p.peer.id'] = String(connection.remotePeer);
-        details['libp2p.remote_addr'] = String(connection.remoteAddr);
-      }
+      const details: Attributes =
+        connection === undefined
+          ? { 'libp2p.stream.id': String(stream.id) }
+          : {
+              'libp2p.stream.id': String(stream.id),
+              'libp2p.peer.id': String(connection.remotePeer),
+              'libp2p.remote_addr': String(connection.remoteAddr),
+            };
       const spec: TrackOptions<Counted & Stream> = {
         kind: STREAM_KIND,
         attributes: series.attributes,
@@ -247,13 +259,10 @@ class Libp2pMetrics implements Metrics {
         close: abortIdle,
         activity: ioActivity,
         inspect: inspectStatus,
+        // An inbound stream was opened by the remote: the code responsible for it is the
+        // handler, so its site is where that handler was registered.
+        site: stream.direction === 'inbound' ? this.handlerSite(stream.protocol) : undefined,
       };
-      // An inbound stream was opened by the remote: the code responsible for it is the handler,
-      // so its site is where that handler was registered.
-      if (stream.direction === 'inbound') {
-        const site = this.handlerSite(stream.protocol);
-        if (site !== undefined) spec.site = site;
-      }
       const handle = ctx.tracker.track(target, spec);
       attachIo(target, new Io(handle, series.totals, this.hooks));
     } catch (error) {
@@ -262,6 +271,26 @@ class Libp2pMetrics implements Metrics {
   }
 
   private streamSeriesFor(protocol: string, direction: string): Series {
+    // the hot path: one lookup by protocol (no key string built per stream)
+    const pair = this.seriesByProtocol.get(protocol);
+    if (pair !== undefined) {
+      const cached = direction === 'inbound' ? pair.inbound : pair.outbound;
+      if (cached !== undefined) return cached;
+    }
+    const series = this.streamSeriesSlow(protocol, direction);
+    // a protocol merged into `other` past maxProtocols is not remembered by its own name
+    if (series.totals.key === protocol && (direction === 'inbound' || direction === 'outbound')) {
+      let entry = pair;
+      if (entry === undefined) {
+        entry = {};
+        this.seriesByProtocol.set(protocol, entry);
+      }
+      entry[direction] = series;
+    }
+    return series;
+  }
+
+  private streamSeriesSlow(protocol: string, direction: string): Series {
     const totals = this.protocolTotalsFor(String(protocol));
     const key = `${totals.key}\n${direction}`;
     let series = this.streamSeries.get(key);
