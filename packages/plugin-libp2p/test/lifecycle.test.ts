@@ -3,7 +3,15 @@ import type { Libp2p, Stream } from '@libp2p/interface';
 import { ping } from '@libp2p/ping';
 import { afterEach, describe, expect, it } from 'vitest';
 import { libp2pMetrics } from '../src/index.js';
-import { cleanup, closed, instrumentedNode, plainNode, points, pointValue } from './helpers.js';
+import {
+  cleanup,
+  closed,
+  instrumentedNode,
+  plainNode,
+  points,
+  pointValue,
+  readAll,
+} from './helpers.js';
 
 afterEach(cleanup);
 
@@ -145,6 +153,38 @@ describe('bad input and isolation', () => {
       'libp2pMetrics: option tracker must be an object, got x',
     );
     expect(() => libp2pMetrics(null as never)).toThrow('libp2pMetrics: options must be an object');
+  });
+
+  it('counts a stream whose methods were replaced on the instance, and releases it on close', async () => {
+    const a = await instrumentedNode();
+    const x = await plainNode();
+    const y = await plainNode();
+    await y.handle('/own/1', (s) => void readAll(s).then(() => s.close()));
+    // a stream of our own first: the stream class is wrapped from now on
+    const first = await a.node.dialProtocol(y.getMultiaddrs()[0]!, '/own/1');
+    const firstEnded = closed(first);
+    await first.close();
+    await firstEnded;
+    const stream = await x.dialProtocol(y.getMultiaddrs()[0]!, '/own/1');
+    // someone else's wrapper, set on the instance (as @libp2p/prometheus-metrics does)
+    const target = stream as unknown as { sendData: (data: unknown) => unknown };
+    const sendData = target.sendData;
+    target.sendData = function (this: unknown, data: unknown) {
+      return sendData.call(this, data);
+    };
+    a.metrics.trackProtocolStream(stream);
+    expect(a.tracker.snapshot().active['libp2p.stream']).toBe(1);
+    const ended = closed(stream);
+    stream.send(new Uint8Array(11));
+    await stream.close();
+    await ended;
+    expect(a.tracker.snapshot().active['libp2p.stream']).toBe(0);
+    expect(
+      await pointValue(a.libp2p, 'trustflow.libp2p.stream.io', {
+        'libp2p.protocol': '/own/1',
+        'network.io.direction': 'transmit',
+      }),
+    ).toBe(11);
   });
 
   it('never throws into libp2p: a broken stream or connection is counted as an instrumentation error', async () => {

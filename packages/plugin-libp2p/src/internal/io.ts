@@ -55,9 +55,13 @@ type DispatchEvent = (this: object, event: Event) => boolean;
 export class Io {
   sent = 0;
   received = 0;
-  /** The stream's own onData/sendData, for a stream whose class could not be wrapped. */
+  /**
+   * The stream's own onData/sendData, for a stream whose class could not be wrapped (then the
+   * class's wrappers, which its own methods may still call, leave the counting to these).
+   */
   onData: OnData | undefined;
   sendData: SendData | undefined;
+  perInstance = false;
   constructor(
     readonly handle: ResourceHandle,
     readonly totals: IoTotals,
@@ -128,17 +132,16 @@ function unhookAll(): void {
  * Wraps the methods of `target`'s class once. False when they cannot be wrapped there: the object
  * has its own onData/sendData/dispatchEvent (set per instance), or lacks them.
  */
-function hookClass(target: object): boolean {
+function hookClass(target: Counted): boolean {
   const proto = Object.getPrototypeOf(target) as Record<string, unknown> | null;
   if (proto === null || users === 0) return false;
-  if (proto === lastHooked) return !hasOwnMethods(target);
+  if (proto === lastHooked) return inheritsMethods(target, proto);
   const known = hooked.get(proto);
   if (known !== undefined) {
     if (known) lastHooked = proto;
-    return known && !hasOwnMethods(target);
+    return known && inheritsMethods(target, proto);
   }
   const usable =
-    !hasOwnMethods(target) &&
     typeof proto.onData === 'function' &&
     typeof proto.sendData === 'function' &&
     typeof proto.dispatchEvent === 'function' &&
@@ -149,14 +152,15 @@ function hookClass(target: object): boolean {
   wrap(proto, 'sendData', wrapSendData);
   wrap(proto, 'dispatchEvent', wrapDispatchEvent);
   lastHooked = proto;
-  return true;
+  return inheritsMethods(target, proto);
 }
 
-function hasOwnMethods(target: object): boolean {
+/** False when the object has methods of its own (wrapped per instance by someone). */
+function inheritsMethods(target: Counted, proto: Record<string, unknown>): boolean {
   return (
-    Object.hasOwn(target, 'onData') ||
-    Object.hasOwn(target, 'sendData') ||
-    Object.hasOwn(target, 'dispatchEvent')
+    target.onData === proto.onData &&
+    target.sendData === proto.sendData &&
+    target.dispatchEvent === proto.dispatchEvent
   );
 }
 
@@ -176,7 +180,7 @@ function wrap<F>(
 function wrapOnData(original: OnData): OnData {
   return function onData(this: object, data) {
     const io = states.get(this);
-    if (io !== undefined) countReceived(io, data);
+    if (io !== undefined && !io.perInstance) countReceived(io, data);
     return original.call(this, data);
   };
 }
@@ -185,7 +189,7 @@ function wrapSendData(original: SendData): SendData {
   return function sendData(this: object, data) {
     const result = original.call(this, data);
     const io = states.get(this);
-    if (io !== undefined) countSent(io, result);
+    if (io !== undefined && !io.perInstance) countSent(io, result);
     return result;
   };
 }
@@ -236,7 +240,9 @@ export function attachIo(target: Counted, io: Io): void {
   io.received += buffered;
   io.totals.received += buffered;
   if (hookClass(target)) return;
-  // A class we cannot wrap: wrap this instance's methods and listen for its 'close'.
+  // A class we cannot wrap, or an instance with methods of its own: wrap this instance's methods
+  // and listen for its 'close'.
+  io.perInstance = true;
   if (typeof target.onData === 'function' && typeof target.sendData === 'function') {
     io.onData = target.onData as OnData;
     io.sendData = target.sendData as SendData;

@@ -80,6 +80,12 @@ interface RegistrarLike {
   getHandler(protocol: string): { handler: StreamHandler };
 }
 
+interface Peer {
+  connection: Connection;
+  id: string;
+  addr: string;
+}
+
 /** Attribute sets and byte totals of one (protocol, direction) or (direction, transport). */
 interface Series {
   attributes: Attributes;
@@ -106,7 +112,8 @@ class Libp2pMetrics implements Metrics {
   private readonly connectionSeries = new Map<string, Series>();
   /** Open connections (for the peer of a stream); removal on connection:close. */
   private readonly connections = new Set<Connection>();
-  private lastConnection: Connection | undefined;
+  /** The connection that carried the last stream, with its peer id and address as strings. */
+  private last: Peer | undefined;
   /** Where each protocol handler was registered (the site of its inbound streams). */
   private readonly handlerSites = new WeakMap<StreamHandler, CreationSite>();
   /** Connection handles by the timeline object the Connection shares with its maConn. */
@@ -181,7 +188,7 @@ class Libp2pMetrics implements Metrics {
       events.removeEventListener('connection:open', onOpen);
       events.removeEventListener('connection:close', onClose);
       this.connections.clear();
-      this.lastConnection = undefined;
+      this.last = undefined;
     };
   }
 
@@ -243,14 +250,14 @@ class Libp2pMetrics implements Metrics {
       const target = stream as unknown as Counted & Stream;
       if (isCounted(target)) return;
       const series = this.streamSeriesFor(stream.protocol, stream.direction);
-      const connection = this.connectionOf(stream);
+      const peer = this.peerOf(stream);
       const details: Attributes =
-        connection === undefined
+        peer === undefined
           ? { 'libp2p.stream.id': String(stream.id) }
           : {
               'libp2p.stream.id': String(stream.id),
-              'libp2p.peer.id': String(connection.remotePeer),
-              'libp2p.remote_addr': String(connection.remoteAddr),
+              'libp2p.peer.id': peer.id,
+              'libp2p.remote_addr': peer.addr,
             };
       const spec: TrackOptions<Counted & Stream> = {
         kind: STREAM_KIND,
@@ -352,17 +359,21 @@ class Libp2pMetrics implements Metrics {
 
   private connectionClosed(connection: Connection): void {
     this.connections.delete(connection);
-    if (this.lastConnection === connection) this.lastConnection = undefined;
+    if (this.last?.connection === connection) this.last = undefined;
   }
 
-  /** The open connection carrying `stream` (the last one that matched is tried first). */
-  private connectionOf(stream: Stream): Connection | undefined {
-    const last = this.lastConnection;
-    if (last !== undefined && carries(last, stream)) return last;
+  /** The peer at the other end of `stream`'s connection (the last one that matched is tried first). */
+  private peerOf(stream: Stream): Peer | undefined {
+    const last = this.last;
+    if (last !== undefined && carries(last.connection, stream)) return last;
     for (const connection of this.connections) {
-      if (connection !== last && carries(connection, stream)) {
-        this.lastConnection = connection;
-        return connection;
+      if (connection !== last?.connection && carries(connection, stream)) {
+        this.last = {
+          connection,
+          id: String(connection.remotePeer),
+          addr: String(connection.remoteAddr),
+        };
+        return this.last;
       }
     }
     return undefined;
