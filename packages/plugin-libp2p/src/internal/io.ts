@@ -117,15 +117,17 @@ export function retainIo(): () => void {
 }
 
 function unhookAll(): void {
-  for (const p of patches.reverse()) {
-    // someone wrapped on top of us: leave theirs (ours is a pass-through for untracked streams)
-    if (!Object.hasOwn(p.proto, p.key) || p.proto[p.key] !== p.wrapped) continue;
-    if (p.own) p.proto[p.key] = p.original;
-    else delete p.proto[p.key];
-  }
+  for (const p of patches.reverse()) restore(p);
   patches.length = 0;
   hooked = new WeakMap();
   lastHooked = undefined;
+}
+
+function restore(p: ProtoPatch): void {
+  // someone wrapped on top of us: leave theirs (ours is a pass-through for untracked streams)
+  if (!Object.hasOwn(p.proto, p.key) || p.proto[p.key] !== p.wrapped) return;
+  if (p.own) p.proto[p.key] = p.original;
+  else delete p.proto[p.key];
 }
 
 /**
@@ -146,11 +148,22 @@ function hookClass(target: Counted): boolean {
     typeof proto.sendData === 'function' &&
     typeof proto.dispatchEvent === 'function' &&
     !Object.isFrozen(proto);
-  hooked.set(proto, usable);
-  if (!usable) return false;
-  wrap(proto, 'onData', wrapOnData);
-  wrap(proto, 'sendData', wrapSendData);
-  wrap(proto, 'dispatchEvent', wrapDispatchEvent);
+  if (!usable) {
+    hooked.set(proto, false);
+    return false;
+  }
+  const done = patches.length;
+  try {
+    wrap(proto, 'onData', wrapOnData);
+    wrap(proto, 'sendData', wrapSendData);
+    wrap(proto, 'dispatchEvent', wrapDispatchEvent);
+  } catch {
+    // a read-only method: put back what was wrapped and count this class's streams one by one
+    for (const p of patches.splice(done).reverse()) restore(p);
+    hooked.set(proto, false);
+    return false;
+  }
+  hooked.set(proto, true);
   lastHooked = proto;
   return inheritsMethods(target, proto);
 }
@@ -243,13 +256,23 @@ export function attachIo(target: Counted, io: Io): void {
   // A class we cannot wrap, or an instance with methods of its own: wrap this instance's methods
   // and listen for its 'close'.
   io.perInstance = true;
-  if (typeof target.onData === 'function' && typeof target.sendData === 'function') {
-    io.onData = target.onData as OnData;
-    io.sendData = target.sendData as SendData;
-    target.onData = instanceOnData;
-    target.sendData = instanceSendData;
-  }
+  // the close listener first: whatever happens below, the stream is released when it closes
   target.addEventListener('close', onCloseEvent);
+  if (typeof target.onData === 'function' && typeof target.sendData === 'function') {
+    const onData = target.onData as OnData;
+    const sendData = target.sendData as SendData;
+    try {
+      target.onData = instanceOnData;
+      target.sendData = instanceSendData;
+    } catch (error) {
+      // read-only methods: no byte counts for this stream
+      if (target.onData === instanceOnData) target.onData = onData;
+      io.owner.reportError('byte counting', error);
+      return;
+    }
+    io.onData = onData;
+    io.sendData = sendData;
+  }
 }
 
 function instanceOnData(this: Counted, data: { byteLength: number }): unknown {
