@@ -1,6 +1,7 @@
 // Shared by the libp2p and buffer-pool workloads: loads packages from the plugin packages' own
 // dependencies (the bench package does not depend on libp2p), and sets up OpenTelemetry the way
-// the preload would (an SDK meter provider whose reader only collects when scraped).
+// the preload would (an SDK meter provider whose reader only collects when scraped, with the
+// tracker's lifetime histogram through a MetricProducer).
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -20,12 +21,21 @@ export function own(pkg) {
   return import(pathToFileURL(join(root, 'packages', pkg, 'dist', 'index.js')).href);
 }
 
-/** Registers an SDK meter provider globally (collected only on demand, like a scrape). */
+/**
+ * Registers an SDK meter provider globally (collected only on demand, like a scrape). Its reader
+ * takes the default tracker's lifetime histogram from core's lifetimeProducer(), as the preload's
+ * readers do and as the core README recommends to applications with an SDK of their own.
+ */
 export async function installMeterProvider() {
   const { createMetricsHarness } = await own('test-utils');
   const { metrics } = await load('@opentelemetry/api');
-  const harness = createMetricsHarness('bench');
+  let producer;
+  const harness = createMetricsHarness('bench', {
+    metricProducers: [{ collect: () => producer.collect() }],
+  });
   metrics.setGlobalMeterProvider(harness.provider);
+  const { lifetimeProducer } = await own('core');
+  producer = lifetimeProducer();
   return harness;
 }
 

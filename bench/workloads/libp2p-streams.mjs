@@ -16,7 +16,8 @@ const { yamux } = await load('@chainsafe/libp2p-yamux');
 
 let metricsFor = () => undefined;
 if (config === 'ours') {
-  // as with the preload: an SDK meter provider, the default tracker (sampled stacks)
+  // as with the preload: an SDK meter provider (lifetimes through core's lifetimeProducer()),
+  // the default tracker (sampled stacks)
   await installMeterProvider();
   const { libp2pMetrics } = await own('plugin-libp2p');
   metricsFor = () => libp2pMetrics();

@@ -8,6 +8,12 @@ export {
 } from './internal/async-hooks.js';
 export { defaultTracker, setDefaultTracker } from './internal/default-tracker.js';
 export { formatReport } from './internal/format.js';
+export {
+  type LifetimeDataPoint,
+  type LifetimeProducer,
+  type LifetimeScopeMetrics,
+  lifetimeProducer,
+} from './internal/lifetime-producer.js';
 export { createPluginHost, definePlugin, type PluginHost } from './internal/plugins.js';
 export { openFdCount } from './internal/proc.js';
 export { ATTR_KIND, ATTR_REASON, ATTR_SITE } from './internal/telemetry.js';

@@ -1,4 +1,5 @@
 import { context, trace } from '@opentelemetry/api';
+import { AggregationTemporality, DataPointType } from '@opentelemetry/sdk-metrics';
 import {
   collectGarbage,
   createMetricsHarness,
@@ -6,8 +7,12 @@ import {
   enableContext,
 } from '@trustflow/test-utils';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createResourceTracker, type ResourceTracker } from '../src/index.js';
-import { kInternal, type Tracker } from '../src/internal/tracker.js';
+import {
+  createResourceTracker,
+  type LifetimeProducer,
+  lifetimeProducer,
+  type ResourceTracker,
+} from '../src/index.js';
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -110,11 +115,26 @@ describe('metrics', () => {
     ]);
   });
 
-  it('keeps the lifetime histogram itself when a host collects it, never on the meter', async () => {
+  it('lifetimeProducer() takes the lifetime histogram off the meter and hands it to the reader', async () => {
     let now = 0;
-    const { metrics, tracker } = setup({ now: () => now });
-    const internal = (tracker as unknown as Record<symbol, Tracker>)[kInternal];
-    expect(internal.collectLifetimes()).toBe(true);
+    let producer: LifetimeProducer | undefined;
+    const metrics = createMetricsHarness('test', {
+      metricProducers: [{ collect: () => producer!.collect() }],
+    });
+    const tracker = createResourceTracker({
+      scanIntervalMs: 0,
+      meter: metrics.meter,
+      now: () => now,
+    });
+    cleanups.push(
+      () => tracker.shutdown(),
+      () => metrics.shutdown(),
+    );
+    producer = lifetimeProducer(tracker);
+    // nothing released yet: no lifetime metric at all
+    expect((await metrics.collect()).map((m) => m.descriptor.name)).not.toContain(
+      'trustflow.resource.lifetime',
+    );
     const attrs = { 'network.transport': 'tcp' };
     // 0.5 ms, 0.2 s (in (0.1, 0.5]), and 2 days (above every boundary)
     for (const ms of [0.5, 200, 2 * 86_400_000]) {
@@ -123,41 +143,60 @@ describe('metrics', () => {
       handle.release();
     }
     tracker.track({}, { kind: 'fs.fd' }).release();
-    const names = (await metrics.collect()).map((m) => m.descriptor.name);
-    expect(names).not.toContain('trustflow.resource.lifetime');
-    expect(names).toContain('trustflow.resource.closed');
 
-    const { boundaries } = internal.lifetimeMetric;
-    const byKind = new Map(
-      internal.lifetimes().map((l) => [l.attributes['trustflow.resource.kind'], l]),
-    );
+    const all = await metrics.collect();
+    // exactly one lifetime metric (the producer's; the meter never got the instrument)
+    const lifetimes = all.filter((m) => m.descriptor.name === 'trustflow.resource.lifetime');
+    expect(lifetimes).toHaveLength(1);
+    const metric = lifetimes[0]!;
+    expect(metric.descriptor).toMatchObject({
+      unit: 's',
+      description: 'Time from open to release.',
+    });
+    expect(metric.dataPointType).toBe(DataPointType.HISTOGRAM);
+    expect(metric.aggregationTemporality).toBe(AggregationTemporality.CUMULATIVE);
+    const byKind = new Map(points(metric).map((p) => [p.attributes['trustflow.resource.kind'], p]));
     expect([...byKind.keys()].sort()).toEqual(['fs.fd', 'net.socket']);
     const socket = byKind.get('net.socket')!;
     expect(socket.attributes).toEqual({
       'trustflow.resource.kind': 'net.socket',
       'network.transport': 'tcp',
     });
+    const value = socket.value as {
+      buckets: { boundaries: number[]; counts: number[] };
+      count: number;
+      sum: number;
+      min: number;
+      max: number;
+    };
+    const { boundaries } = value.buckets;
+    expect(boundaries[0]).toBe(0.001);
+    expect(boundaries.at(-1)).toBe(86_400);
     const expected = new Array(boundaries.length + 1).fill(0);
     expected[0] = 1;
     expected[boundaries.indexOf(0.5)] = 1;
     expected[boundaries.length] = 1;
-    expect(socket.histogram.counts).toEqual(expected);
-    expect(socket.histogram.count).toBe(3);
-    expect(socket.histogram.sum).toBeCloseTo(0.0005 + 0.2 + 2 * 86_400, 6);
-    expect(socket.histogram.min).toBeCloseTo(0.0005, 9);
-    expect(socket.histogram.max).toBe(2 * 86_400);
-    expect(byKind.get('fs.fd')!.histogram.count).toBe(1);
+    expect(value.buckets.counts).toEqual(expected);
+    expect(value.count).toBe(3);
+    expect(value.sum).toBeCloseTo(0.0005 + 0.2 + 2 * 86_400, 6);
+    expect(value.min).toBeCloseTo(0.0005, 9);
+    expect(value.max).toBe(2 * 86_400);
+    expect((byKind.get('fs.fd')!.value as { count: number }).count).toBe(1);
+    // the same counts as the closed counter
+    const closed = points(all.find((m) => m.descriptor.name === 'trustflow.resource.closed'));
+    expect(
+      closed.find((p) => p.attributes['trustflow.resource.kind'] === 'net.socket')?.value,
+    ).toBe(3);
   });
 
-  it('does not switch to collected lifetimes once one was recorded on the meter', async () => {
+  it('lifetimeProducer() refuses a tracker that already recorded lifetimes on its meter', async () => {
     const { metrics, tracker } = setup();
     tracker.track({}, { kind: 'test.k' }).release();
-    const internal = (tracker as unknown as Record<symbol, Tracker>)[kInternal];
-    expect(internal.collectLifetimes()).toBe(false);
+    expect(() => lifetimeProducer(tracker)).toThrow(/already recorded lifetimes/);
     tracker.track({}, { kind: 'test.k' }).release();
     const lifetime = points(await metrics.find('trustflow.resource.lifetime'));
     expect(lifetime[0]?.value).toMatchObject({ count: 2 });
-    expect(internal.lifetimes()).toEqual([]);
+    expect(() => lifetimeProducer({} as ResourceTracker)).toThrow(/not a Trustflow tracker/);
   });
 
   it('stops reporting after shutdown', async () => {

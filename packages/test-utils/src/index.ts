@@ -5,6 +5,7 @@ import {
   InMemoryMetricExporter,
   MeterProvider,
   type MetricData,
+  type MetricProducer,
   MetricReader,
   PeriodicExportingMetricReader,
   type ResourceMetrics,
@@ -33,9 +34,13 @@ export interface MetricsHarness {
 }
 
 /** An in-memory meter provider with a reader that collects when asked (cumulative). */
-export function createMetricsHarness(name = 'test'): MetricsHarness {
+export function createMetricsHarness(
+  name = 'test',
+  options: { metricProducers?: MetricProducer[] } = {},
+): MetricsHarness {
   const reader = new ManualReader({
     aggregationTemporalitySelector: () => AggregationTemporality.CUMULATIVE,
+    metricProducers: options.metricProducers,
   });
   const provider = new MeterProvider({ readers: [reader] });
   const collect = async (): Promise<MetricData[]> => {

@@ -135,7 +135,12 @@ export class TrackerTelemetry {
 
   recordLifetime(seconds: number, target: LifetimeTarget): void {
     if (this.collectLifetimes) {
-      (target.lifetime ??= new LifetimeHistogram()).record(seconds);
+      let histogram = target.lifetime;
+      if (histogram === undefined) {
+        histogram = new LifetimeHistogram();
+        target.lifetime = histogram;
+      }
+      histogram.record(seconds);
       return;
     }
     this.lifetime ??= this.meter.createHistogram(LIFETIME.name, {

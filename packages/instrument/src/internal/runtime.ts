@@ -18,6 +18,8 @@ import {
   createAsyncHooksSource,
   createResourceTracker,
   DEFAULT_ASYNC_TYPES,
+  type LifetimeProducer,
+  lifetimeProducer,
   type Report,
   type ReportOptions,
   type ResourceTracker,
@@ -31,7 +33,6 @@ import type { Config, LogLevel } from './config.js';
 import { DeferredMeterProvider } from './deferred-meter.js';
 import { type Endpoint, METRICS_PATH, REPORT_PATH, startEndpoint } from './endpoint.js';
 import { hasModuleHooks, installLibp2pHook, libp2pInstalled } from './libp2p-hook.js';
-import { collectLifetimes, type LifetimeSource } from './lifetime-source.js';
 import { renderReport } from './report-text.js';
 import type { Sdk } from './sdk.js';
 import { type ActiveInstrumentation, setActiveInstrumentation } from './state.js';
@@ -123,8 +124,8 @@ export class Runtime implements Instrumentation, ActiveInstrumentation {
   readonly plugins: string[] = [];
   readonly notes: string[] = [];
   private readonly meterProvider: DeferredMeterProvider | undefined;
-  /** Set when the tracker keeps its lifetime histogram for our readers (lifetime-source.ts). */
-  private lifetimes: LifetimeSource | undefined;
+  /** The tracker's lifetime histogram for our readers (see core's lifetimeProducer()). */
+  private lifetimes: LifetimeProducer | undefined;
   private readonly enabledPlugins: TrustflowPlugin[] = [];
   private readonly cleanups: (() => void)[] = [];
   private readonly errorsLogged = new Set<string>();
@@ -174,7 +175,11 @@ export class Runtime implements Instrumentation, ActiveInstrumentation {
     // Our SDK will own the readers: lifetimes go to them through a MetricProducer (cheaper per
     // release than the SDK's histogram); with the application's own meter provider, through it.
     if (this.meterProvider !== undefined && !own.meterProvider) {
-      this.lifetimes = collectLifetimes(this.tracker);
+      try {
+        this.lifetimes = lifetimeProducer(this.tracker);
+      } catch (error) {
+        this.reportError('collecting lifetimes in the tracker', error);
+      }
     }
     this.tracker.addReportSection('instrument', () => this.describe());
     // The stdio streams are created now, before any plugin, so they are never the application's.

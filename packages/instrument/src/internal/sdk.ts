@@ -20,6 +20,7 @@ import {
   ConsoleMetricExporter,
   type IMetricReader,
   MeterProvider,
+  type MetricProducer,
   PeriodicExportingMetricReader,
 } from '@opentelemetry/sdk-metrics';
 import {
@@ -30,8 +31,6 @@ import {
 } from '@opentelemetry/sdk-trace';
 import { openFdCount, type ResourceTracker } from '@trustflow/core';
 import type { Config } from './config.js';
-import type { LifetimeSource } from './lifetime-source.js';
-import { lifetimeProducer } from './lifetimes.js';
 
 export interface Sdk {
   meterProvider: MeterProvider | undefined;
@@ -47,8 +46,8 @@ export interface Sdk {
 export interface SdkOptions {
   config: Config;
   tracker: ResourceTracker;
-  /** The tracker's lifetime histogram, when the tracker keeps it (see lifetime-source.ts). */
-  lifetimes?: LifetimeSource | undefined;
+  /** The tracker's lifetime histogram, when the tracker keeps it (core's lifetimeProducer()). */
+  lifetimes?: MetricProducer | undefined;
   /** Attached to the meter provider once it exists. */
   attach: (provider: ApiMeterProvider) => void;
   /** Set the global tracer provider and context manager (the preload does, unless one exists). */
@@ -109,9 +108,7 @@ export function startSdk(o: SdkOptions): Sdk {
 
 function buildSdk({ config, tracker, lifetimes, attach, registerGlobals }: SdkOptions): Sdk {
   const resource = buildResource(config);
-  const metricProducers = lifetimes
-    ? [lifetimeProducer(lifetimes, resource, '@trustflow/core', performance.timeOrigin)]
-    : [];
+  const metricProducers = lifetimes ? [lifetimes] : [];
   const agents = (protocol: string) => ownAgent(tracker, protocol);
   const compression = config.otlp.compression as never;
 
