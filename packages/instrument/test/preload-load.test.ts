@@ -116,6 +116,29 @@ describe.each(nodes)('the preload on %s', (_name, node) => {
     },
   );
 
+  it.runIf(node !== undefined)(
+    'loads the trace SDK and the OTLP exporters only when they are configured',
+    async () => {
+      const script =
+        "globalThis[Symbol.for('@trustflow/instrument')].ready.then(() => { console.log(Object.keys(require.cache).filter((k) => /@opentelemetry[\\/](sdk-trace|exporter-trace-otlp-http|exporter-metrics-otlp-http|context-async-hooks)[\\/]/.test(k)).length); process.exit(0); })";
+      const loaded = async (env: Record<string, string>) => {
+        const result = await run(node!, ['--require', PRELOAD, '-e', script], {
+          env: cleanEnv({ OTEL_EXPORTER_PROMETHEUS_PORT: '0', ...env }),
+        });
+        expect(result.stderr).toBe('');
+        return Number(result.stdout.trim());
+      };
+      expect(await loaded({})).toBe(0);
+      expect(
+        await loaded({
+          OTEL_METRICS_EXPORTER: 'otlp',
+          OTEL_TRACES_EXPORTER: 'otlp',
+          OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9',
+        }),
+      ).toBeGreaterThan(0);
+    },
+  );
+
   it.runIf(node !== undefined)('the build left a code cache that this Node accepts', async () => {
     const loader = pathToFileURL(join(PRELOAD, '..', 'internal', 'bundle-loader.js')).href;
     const bundle = join(PRELOAD, '..', 'internal', 'preload.cjs');

@@ -1,13 +1,13 @@
 // The OpenTelemetry SDK part of the preload. Loaded with import() after the application started
-// (see runtime.ts), so a program that does nothing never pays for it.
+// (see runtime.ts), so a program that does nothing never pays for it. The OTLP exporters and the
+// trace SDK are required only when configured: the default (Prometheus) loads ~20 ms less.
+
 import type { Agent as HttpAgent, IncomingMessage, ServerResponse } from 'node:http';
+import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import { hostname } from 'node:os';
 import { type MeterProvider as ApiMeterProvider, context, diag, trace } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { RuntimeNodeInstrumentation } from '@opentelemetry/instrumentation-runtime-node';
 import {
   defaultResource,
@@ -23,14 +23,18 @@ import {
   type MetricProducer,
   PeriodicExportingMetricReader,
 } from '@opentelemetry/sdk-metrics';
-import {
-  BatchSpanProcessor,
-  ConsoleSpanExporter,
-  type SpanProcessor,
-  TracerProvider,
-} from '@opentelemetry/sdk-trace';
+import type { SpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import { openFdCount, type ResourceTracker } from '@trustflow/core';
 import type { Config } from './config.js';
+
+const load = createRequire(import.meta.url);
+const otlpMetrics = (): typeof import('@opentelemetry/exporter-metrics-otlp-http') =>
+  load('@opentelemetry/exporter-metrics-otlp-http');
+const otlpTraces = (): typeof import('@opentelemetry/exporter-trace-otlp-http') =>
+  load('@opentelemetry/exporter-trace-otlp-http');
+const traceSdk = (): typeof import('@opentelemetry/sdk-trace') => load('@opentelemetry/sdk-trace');
+const contextManager = (): typeof import('@opentelemetry/context-async-hooks') =>
+  load('@opentelemetry/context-async-hooks');
 
 export interface Sdk {
   meterProvider: MeterProvider | undefined;
@@ -121,7 +125,7 @@ function buildSdk({ config, tracker, lifetimes, attach, registerGlobals }: SdkOp
     } else {
       const exporter =
         name === 'otlp'
-          ? new OTLPMetricExporter({
+          ? new (otlpMetrics().OTLPMetricExporter)({
               url: config.otlp.metricsUrl,
               headers: { ...config.otlp.headers, ...config.otlp.metricsHeaders },
               timeoutMillis: config.otlp.timeoutMs,
@@ -154,12 +158,13 @@ function buildSdk({ config, tracker, lifetimes, attach, registerGlobals }: SdkOp
 
   let tracerProvider: TracerProvider | undefined;
   if (config.tracesExporters.length > 0) {
+    const { BatchSpanProcessor, ConsoleSpanExporter, TracerProvider } = traceSdk();
     const spanProcessors: SpanProcessor[] = config.tracesExporters.map(
       (name) =>
         new BatchSpanProcessor({
           exporter:
             name === 'otlp'
-              ? new OTLPTraceExporter({
+              ? new (otlpTraces().OTLPTraceExporter)({
                   url: config.otlp.tracesUrl,
                   headers: { ...config.otlp.headers, ...config.otlp.tracesHeaders },
                   timeoutMillis: config.otlp.timeoutMs,
@@ -171,6 +176,7 @@ function buildSdk({ config, tracker, lifetimes, attach, registerGlobals }: SdkOp
     );
     tracerProvider = new TracerProvider({ resource, spanProcessors });
     if (registerGlobals) {
+      const { AsyncLocalStorageContextManager } = contextManager();
       context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
       trace.setGlobalTracerProvider(tracerProvider);
     }
