@@ -27,16 +27,21 @@ export function own(pkg) {
  * readers do and as the core README recommends to applications with an SDK of their own.
  */
 export async function installMeterProvider() {
-  const { createMetricsHarness } = await own('test-utils');
+  // sdk-metrics alone, as the preload loads it when traces are off (test-utils would bring the
+  // trace SDK too: a bigger heap, which every major GC of a buffer-heavy workload walks)
+  const { MeterProvider, MetricReader } = await load('@opentelemetry/sdk-metrics', 'test-utils');
   const { metrics } = await load('@opentelemetry/api');
+  class OnDemandReader extends MetricReader {
+    async onForceFlush() {}
+    async onShutdown() {}
+  }
   let producer;
-  const harness = createMetricsHarness('bench', {
-    metricProducers: [{ collect: () => producer.collect() }],
-  });
-  metrics.setGlobalMeterProvider(harness.provider);
+  const reader = new OnDemandReader({ metricProducers: [{ collect: () => producer.collect() }] });
+  const provider = new MeterProvider({ readers: [reader] });
+  metrics.setGlobalMeterProvider(provider);
   const { lifetimeProducer } = await own('core');
   producer = lifetimeProducer();
-  return harness;
+  return { provider, collect: () => reader.collect() };
 }
 
 /** Observes GC pauses: returns a function giving the total GC time (ms) since the last call. */
