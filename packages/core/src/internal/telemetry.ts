@@ -25,7 +25,7 @@ export const LIFETIME = {
 
 /**
  * A lifetime histogram kept by the tracker itself, for a reader that takes it through a
- * MetricProducer (see Tracker.collectLifetimes): a release costs a bucket search and four
+ * MetricProducer (see lifetimeProducer()): a release costs a bucket search and four
  * writes, where the SDK's record() hashes the attribute set every time (~2 us per release, the
  * largest item of a tracked socket's close).
  */

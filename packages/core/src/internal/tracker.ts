@@ -838,10 +838,9 @@ export class Tracker implements ResourceTracker {
   }
 
   /**
-   * For a host that owns the OpenTelemetry readers (@trustflow/instrument): keep the lifetime
-   * histogram here, per series, and hand it to the readers through a MetricProducer reading
-   * `lifetimes()`, instead of one SDK record() per release. Call before anything is released;
-   * returns false (and changes nothing) after.
+   * Keep the lifetime histogram here, per series, for lifetimeProducer() to hand to readers,
+   * instead of one SDK record() per release. Call before anything is released; returns false
+   * (and changes nothing) after.
    */
   collectLifetimes(): boolean {
     return this.telemetry.collectLifetimesHere();

@@ -110,11 +110,12 @@ function clientTransport(socket: SocketLike): Transport {
   return socket._handle?.constructor?.name === 'Pipe' ? pipeTransport : 'tcp';
 }
 
-// Probes, inspectors and closers receive the resource; they never capture it.
 // tls.Server (and https/http2 secure servers built on it) without importing node:tls, which
 // costs a preloaded process about 10 ms at start-up.
 const isTlsServer = (s: object) =>
   typeof (s as { setSecureContext?: unknown }).setSecureContext === 'function';
+
+// Probes, inspectors and closers receive the resource; they never capture it.
 const socketActivity = (s: SocketLike) => s.bytesRead + s.bytesWritten;
 const serverActivity = (s: ServerLike) => s._connections ?? 0;
 const destroySocket = (s: SocketLike) => void s.destroy();
