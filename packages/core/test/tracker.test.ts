@@ -345,6 +345,26 @@ describe('stack sampling', () => {
     expect(open.slice(1).every((r) => r.site?.includes(here))).toBe(true);
   });
 
+  it('takes new-high stacks from a budget: a burst pays 100, a slow pile-up gets every one', () => {
+    let now = 1_000;
+    const t = tracker({ stackSampleFirst: 0, stackSampleEvery: 1_000_000, now: () => now });
+    const sampled = () => t.snapshot().resources.filter((r) => r.site !== null).length;
+    // 1000 resources opened in one tick, each a new high: the first 100 get a stack
+    for (let i = 0; i < 1000; i++) t.track({}, { kind: 'test.burst' });
+    expect(sampled()).toBe(100);
+    // a second later the budget is full again
+    now += 1_000;
+    for (let i = 0; i < 150; i++) t.track({}, { kind: 'test.burst' });
+    expect(sampled()).toBe(200);
+    // a leak of 50 a second: every leaked resource gets its stack
+    const slow = tracker({ stackSampleFirst: 0, stackSampleEvery: 1_000_000, now: () => now });
+    for (let i = 0; i < 300; i++) {
+      now += 20;
+      slow.track({}, { kind: 'test.slow' });
+    }
+    expect(slow.snapshot().resources.every((r) => r.site !== null)).toBe(true);
+  });
+
   it('captures nothing with off, unless asked per resource', () => {
     const t = tracker({ stacks: 'off' });
     t.track({}, { kind: 'test.off' });

@@ -93,16 +93,39 @@ class Series implements SeriesView, LifetimeTarget {
   }
 }
 
+/**
+ * New-high stacks of one kind: up to NEW_HIGH_BURST at once, refilled at NEW_HIGH_PER_MS. A leak
+ * that piles up slowly (the point of the rule) gets a stack for every leaked resource; a burst
+ * (10,000 timers or sockets created in one tick, each a new high) does not pay 10,000 captures.
+ */
+const NEW_HIGH_BURST = 100;
+const NEW_HIGH_PER_MS = 0.1;
+
 class KindState {
   seen = 0;
   /** Open tracked entries of this kind, and the most there ever were at once. */
   live = 0;
   highWater = 0;
+  private highTokens = NEW_HIGH_BURST;
+  private highAt = Number.NEGATIVE_INFINITY;
   readonly plain: Series;
   readonly byObject = new WeakMap<Attributes, Series>();
   readonly byKey = new Map<string, Series>();
   constructor(readonly kind: string) {
     this.plain = new Series(kind, undefined, this);
+  }
+  /** Takes one new-high stack from the kind's budget (see NEW_HIGH_BURST); false when spent. */
+  takeNewHigh(now: number): boolean {
+    if (now > this.highAt) {
+      this.highTokens = Math.min(
+        NEW_HIGH_BURST,
+        this.highTokens + (now - this.highAt) * NEW_HIGH_PER_MS,
+      );
+      this.highAt = now;
+    }
+    if (this.highTokens < 1) return false;
+    this.highTokens--;
+    return true;
   }
 }
 
@@ -426,7 +449,7 @@ export class Tracker implements ResourceTracker {
         // stack, while open/close churn (module loads, request sockets) never does.
         if (kind.live >= kind.highWater) {
           kind.highWater = kind.live + 1;
-          return true;
+          if (kind.takeNewHigh(this.now())) return true;
         }
         return seen < this.first || (seen - this.first) % this.every === 0;
       }
