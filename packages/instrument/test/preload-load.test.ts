@@ -56,6 +56,18 @@ describe.each(nodes)('the preload on %s', (_name, node) => {
     }
   });
 
+  it.runIf(node !== undefined).each(['--import', '--require'])(
+    'instruments the main thread only, not the worker threads that inherit %s',
+    async (flag) => {
+      const result = await run(node!, [flag, PRELOAD, fixture('app-worker.mjs')], {
+        env: cleanEnv({ OTEL_METRICS_EXPORTER: 'none' }),
+      });
+      expect(result.stderr).toBe('');
+      expect(result.code).toBe(0);
+      expect(result.stdout.trim()).toBe('main=true worker=false');
+    },
+  );
+
   it.runIf(node !== undefined)('TRUSTFLOW_DISABLED=1 loads nothing', async () => {
     const dir = await tempDir();
     try {
