@@ -170,9 +170,6 @@ class Libp2pMetrics implements Metrics {
   private setup(ctx: PluginContext): () => void {
     this.ctx = ctx;
     this.hooks.active = true;
-    ctx.onDisable(() => {
-      this.hooks.active = false;
-    });
     this.registrarHooked = false;
     this.bridge.attach();
     ctx.onDisable(() => this.bridge.detach());
