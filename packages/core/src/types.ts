@@ -68,6 +68,13 @@ export interface ReleaseOptions {
   details?: Attributes;
   /** An error that ended the resource; recorded on the span. */
   error?: unknown;
+  /**
+   * The resource was garbage-collected without being closed, and the caller learned it some way
+   * other than the tracker's own watch (a resource tracked with `gc: false` whose runtime reports
+   * the collection, such as Node's warning for a FileHandle closed on garbage collection). It is
+   * reported as a `gc-unreleased` leak, exactly as if the tracker had seen it collected.
+   */
+  collected?: boolean;
 }
 
 /** What `track()` returns. `release()` is idempotent and safe to call from inside a closer. */

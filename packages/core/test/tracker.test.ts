@@ -53,6 +53,31 @@ describe('gc-unreleased', () => {
     expect(report.leaks[0]?.stack[0]).toContain(here);
   });
 
+  it('release({ collected: true }) reports a collection learned elsewhere, once', async () => {
+    const t = tracker({ stacks: 'all' });
+    const leaks: LeakEvent[] = [];
+    t.onLeak((l) => leaks.push(l));
+    const kept = { fd: 7 };
+    const h = t.track(kept, { kind: 'test.told', gc: false }); // MARK:told
+    const watched = t.track({}, { kind: 'test.told' });
+    h.release({ collected: true });
+    h.release();
+    watched.release({ collected: true });
+    await collectGarbage();
+    expect(leaks.map((l) => [l.kind, l.reason])).toEqual([
+      ['test.told', 'gc-unreleased'],
+      ['test.told', 'gc-unreleased'],
+    ]);
+    expect(leaks[0]?.site).toMatch(new RegExp(`${here}:${await lineOf('MARK:told')}:\\d+$`));
+    expect([h.released, watched.released]).toEqual([true, true]);
+    expect(t.snapshot().active['test.told']).toBe(0);
+    // two sites, so two groups
+    expect(t.report().leaks.map((l) => [l.kind, l.reason, l.count])).toEqual([
+      ['test.told', 'gc-unreleased', 1],
+      ['test.told', 'gc-unreleased', 1],
+    ]);
+  });
+
   it('never reports a released object', async () => {
     const t = tracker({ stacks: 'all' });
     const leaks: LeakEvent[] = [];
@@ -363,6 +388,33 @@ describe('stack sampling', () => {
       slow.track({}, { kind: 'test.slow' });
     }
     expect(slow.snapshot().resources.every((r) => r.site !== null)).toBe(true);
+  });
+
+  it('takes 1-in-M stacks from a budget of 20 a second per kind under heavy churn', () => {
+    let now = 1_000;
+    const t = tracker({ stackSampleFirst: 2, stackSampleEvery: 10, now: () => now });
+    const churn = (n: number, kind = 'test.churn') => {
+      let sampled = 0;
+      for (let i = 0; i < n; i++) {
+        const h = t.track({}, { kind });
+        if (t.snapshot().resources[0]?.site) sampled++;
+        h.release();
+      }
+      return sampled;
+    };
+    // 3000 in one tick: the first 2, then 20 of the 300 one-in-ten candidates
+    expect(churn(3000)).toBe(22);
+    // half a second later, 10 more; another kind has its own budget
+    now += 500;
+    expect(churn(3000)).toBe(10);
+    expect(churn(3000, 'test.other')).toBe(22);
+    // at 10 a second, under the budget: every tenth one again
+    let sampled = 0;
+    for (let i = 0; i < 100; i++) {
+      now += 100;
+      sampled += churn(1);
+    }
+    expect(sampled).toBe(10);
   });
 
   it('captures nothing with off, unless asked per resource', () => {

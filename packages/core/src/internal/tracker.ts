@@ -93,39 +93,56 @@ class Series implements SeriesView, LifetimeTarget {
   }
 }
 
+/** Stacks a kind may take: up to `burst` at once, refilled at `perMs` a millisecond. */
+class StackBudget {
+  private tokens: number;
+  private at = Number.NEGATIVE_INFINITY;
+  constructor(
+    private readonly burst: number,
+    private readonly perMs: number,
+  ) {
+    this.tokens = burst;
+  }
+  /** Takes one stack from the budget; false when it is spent. */
+  take(now: number): boolean {
+    if (now > this.at) {
+      this.tokens = Math.min(this.burst, this.tokens + (now - this.at) * this.perMs);
+      this.at = now;
+    }
+    if (this.tokens < 1) return false;
+    this.tokens--;
+    return true;
+  }
+}
+
 /**
- * New-high stacks of one kind: up to NEW_HIGH_BURST at once, refilled at NEW_HIGH_PER_MS. A leak
- * that piles up slowly (the point of the rule) gets a stack for every leaked resource; a burst
- * (10,000 timers or sockets created in one tick, each a new high) does not pay 10,000 captures.
+ * New-high stacks: 100 at once, 100 a second per kind. A leak that piles up slowly (the point of
+ * the rule) gets a stack for every leaked resource; a burst (10,000 timers or sockets created in
+ * one tick, each a new high) does not pay 10,000 captures.
  */
 const NEW_HIGH_BURST = 100;
 const NEW_HIGH_PER_MS = 0.1;
+/**
+ * One-in-`stackSampleEvery` stacks: at most 20 a second per kind. A capture costs 10-100 µs (more
+ * with deep async stacks), so a kind opened and closed 10,000 times a second would otherwise spend
+ * several percent of a core on stacks of resources that are closed a moment later. Leaks that pile
+ * up still get theirs from the new-high rule.
+ */
+const SAMPLE_BURST = 20;
+const SAMPLE_PER_MS = 0.02;
 
 class KindState {
   seen = 0;
   /** Open tracked entries of this kind, and the most there ever were at once. */
   live = 0;
   highWater = 0;
-  private highTokens = NEW_HIGH_BURST;
-  private highAt = Number.NEGATIVE_INFINITY;
+  readonly newHighs = new StackBudget(NEW_HIGH_BURST, NEW_HIGH_PER_MS);
+  readonly samples = new StackBudget(SAMPLE_BURST, SAMPLE_PER_MS);
   readonly plain: Series;
   readonly byObject = new WeakMap<Attributes, Series>();
   readonly byKey = new Map<string, Series>();
   constructor(readonly kind: string) {
     this.plain = new Series(kind, undefined, this);
-  }
-  /** Takes one new-high stack from the kind's budget (see NEW_HIGH_BURST); false when spent. */
-  takeNewHigh(now: number): boolean {
-    if (now > this.highAt) {
-      this.highTokens = Math.min(
-        NEW_HIGH_BURST,
-        this.highTokens + (now - this.highAt) * NEW_HIGH_PER_MS,
-      );
-      this.highAt = now;
-    }
-    if (this.highTokens < 1) return false;
-    this.highTokens--;
-    return true;
   }
 }
 
@@ -166,6 +183,10 @@ class Entry implements ResourceHandle {
 
   release(options?: ReleaseOptions): void {
     if ((this.state & (RELEASED | COLLECTED)) !== 0) return;
+    if (options?.collected === true) {
+      this.tracker.collected(this, true);
+      return;
+    }
     this.state |= RELEASED;
     this.tracker.settle(this, options);
   }
@@ -449,9 +470,10 @@ export class Tracker implements ResourceTracker {
         // stack, while open/close churn (module loads, request sockets) never does.
         if (kind.live >= kind.highWater) {
           kind.highWater = kind.live + 1;
-          if (kind.takeNewHigh(this.now())) return true;
+          if (kind.newHighs.take(this.now())) return true;
         }
-        return seen < this.first || (seen - this.first) % this.every === 0;
+        if (seen < this.first) return true;
+        return (seen - this.first) % this.every === 0 && kind.samples.take(this.now());
       }
     }
   }
@@ -508,11 +530,15 @@ export class Tracker implements ResourceTracker {
     }
   }
 
-  /** FinalizationRegistry callback: the object went away without release. */
-  private collected(entry: Entry): void {
+  /**
+   * The object went away without release: the FinalizationRegistry callback, or a plugin that
+   * learned it otherwise (`release({ collected: true })`, `told`).
+   */
+  collected(entry: Entry, told = false): void {
     if (this.shut || (entry.state & (RELEASED | COLLECTED)) !== 0) return;
     entry.state |= COLLECTED;
     try {
+      if (told && (entry.state & REGISTERED) !== 0) this.registry.unregister(entry);
       const series = entry.series;
       if (series.entries.delete(entry.id)) {
         series.kindState.live--;
