@@ -184,6 +184,43 @@ describe('forgotten resources are reported with the line that created them', () 
     }
     expect(leaks.map((l) => [l.kind, l.reason])).toEqual([['fs.filehandle', 'gc-unreleased']]);
     expect(leaks[0]?.site).toMatch(siteOf(here, 'MARK:dropped-filehandle'));
+    expect(active()['fs.filehandle']).toBe(0);
+  });
+
+  it('a collected FileHandle whose number is reused before Node warns is reported once', async () => {
+    const leaks: LeakEvent[] = [];
+    f.tracker.onLeak((leak) => leaks.push(leak));
+    process.on('warning', ignoreWarning);
+    try {
+      let ref: WeakRef<object> | undefined;
+      let fd = -1;
+      await (async () => {
+        const fh = await fsp.open(file, 'r'); // MARK:reused-filehandle
+        ref = new WeakRef(fh);
+        fd = fh.fd;
+      })();
+      // Node closes the collected FileHandle's descriptor during the collection and warns on a
+      // later turn: an open before that turn gets the same number.
+      let reused = -1;
+      for (let i = 0; i < 20 && reused !== fd; i++) {
+        await collectGarbage(1);
+        globalThis.gc!();
+        if (ref!.deref() !== undefined) continue;
+        reused = fs.openSync(file, 'r');
+        if (reused !== fd) fs.closeSync(reused);
+      }
+      expect(reused).toBe(fd);
+      // found at the reuse, before the warning
+      expect(leaks.map((l) => [l.kind, l.reason])).toEqual([['fs.filehandle', 'gc-unreleased']]);
+      expect(leaks[0]?.site).toMatch(siteOf(here, 'MARK:reused-filehandle'));
+      await collectGarbage();
+      expect(leaks).toHaveLength(1);
+      // the new descriptor is the one open now
+      expect(active()).toMatchObject({ 'fs.fd': 1, 'fs.filehandle': 0 });
+      fs.closeSync(reused);
+    } finally {
+      process.off('warning', ignoreWarning);
+    }
   });
 });
 

@@ -39,6 +39,9 @@ const FD_TYPES: readonly FdType[] = ['file', 'socket', 'pipe', 'anon_inode', 'ot
 
 type Fn = (...args: any[]) => any;
 
+/** Node's warning for a FileHandle collected without close(), followed by the number. */
+const GC_CLOSE_PREFIX = 'Closing file descriptor ';
+
 /** Who owns an open descriptor number: a tracked fd, FileHandle or stream. */
 class Owner {
   constructor(
@@ -169,13 +172,17 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
   }
 
   /**
-   * The descriptor of `owner` was closed by a path we did not see. A collected FileHandle or
-   * stream is left to the tracker, which reports it as gc-unreleased.
+   * The descriptor of `owner` was closed by a path we did not see. A collected stream is left to
+   * the tracker's own watch; a collected FileHandle (tracked without it, see trackFileHandle) is
+   * reported gc-unreleased here.
    */
   function settle(owner: Owner, cause: string): void {
     if (owners.get(owner.fd) === owner) owners.delete(owner.fd);
     if (owner.handle.released) return;
-    if (owner.ref !== undefined && owner.ref.deref() === undefined) return;
+    if (owner.ref !== undefined && owner.ref.deref() === undefined) {
+      if (owner.stream === undefined) owner.handle.release({ collected: true });
+      return;
+    }
     releaseOwner(owner, cause);
   }
 
@@ -234,6 +241,27 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
     }
   }
 
+  /**
+   * Node closes the descriptor of a FileHandle collected without close() and warns with its
+   * number ("Closing file descriptor N on garbage collection"). That is how a dropped FileHandle
+   * is found: a FinalizationRegistry entry per FileHandle would cost every open a good part of
+   * its time in garbage collection. The warning still prints as before (a listener does not
+   * change that, and --no-warnings only silences the printing, not the event).
+   */
+  function onWarning(warning: unknown): void {
+    if (!ctx.active) return;
+    const message = (warning as { message?: unknown } | null)?.message;
+    if (typeof message !== 'string' || !message.startsWith(GC_CLOSE_PREFIX)) return;
+    safely('FileHandle collected', () => {
+      const owner = owners.get(Number.parseInt(message.slice(GC_CLOSE_PREFIX.length), 10));
+      // A FileHandle that is gone; if the number was reused meanwhile, its owner was settled
+      // when the new one claimed it, and this one is alive.
+      const gone = owner?.ref !== undefined && owner.ref.deref() === undefined;
+      if (gone && owner.stream === undefined) settle(owner, 'collected');
+    });
+  }
+  process.on('warning', onWarning);
+
   function trackFileHandle(fh: unknown, path: unknown, site: CreationSite | undefined): void {
     const handleObject = fh as { fd: number } & EmitterLike;
     if (typeof handleObject?.fd !== 'number' || fileHandleOwners.has(handleObject)) return;
@@ -241,6 +269,8 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
     const owner = new Owner(NO_HANDLE, handleObject.fd, new WeakRef(handleObject), p, undefined);
     owner.handle = tracker.track(handleObject, {
       kind: KIND_FILEHANDLE,
+      // collection is learned from Node's warning (onWarning) or the descriptor's reuse (settle)
+      gc: false,
       close: closeFileHandle as never,
       activity: fileHandleActivityProbe as never,
       details: { [ATTR_PATH]: p, [ATTR_FD]: handleObject.fd },
@@ -593,6 +623,7 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
 
   /** On disable: the tracker keeps nothing of ours. */
   function release(): void {
+    process.off('warning', onWarning);
     const details = { details: { [ATTR_CAUSE]: 'plugin-disabled' } };
     for (const [, owner] of owners.entries()) owner.handle.release(details);
     owners.clear();
