@@ -2,7 +2,7 @@ import type { MeterProvider, TracerProvider } from '@opentelemetry/api';
 import type { Report, ReportOptions, ResourceTracker, StackMode } from '@trustflow/core';
 
 /** Names accepted in `TRUSTFLOW_PLUGINS` and `InstrumentOptions.plugins`. */
-export type PluginName = 'fs' | 'net' | 'libp2p' | 'async-hooks' | 'buffer-pool';
+export type PluginName = 'fs' | 'net' | 'libp2p' | 'handles' | 'async-hooks' | 'buffer-pool';
 
 export type MetricsExporterName = 'prometheus' | 'otlp' | 'console';
 export type TracesExporterName = 'otlp' | 'console';
@@ -17,7 +17,10 @@ export type ReportMode = 'exit' | 'signal' | 'off';
 export interface InstrumentOptions {
   /** `service.name` of the telemetry. Env: `OTEL_SERVICE_NAME`. */
   serviceName?: string;
-  /** Plugins to enable. Env: `TRUSTFLOW_PLUGINS`. Default: every plugin whose target exists. */
+  /**
+   * Plugins to enable. Env: `TRUSTFLOW_PLUGINS`. Default: every plugin whose target exists,
+   * except `async-hooks` (named explicitly, it replaces `handles` for the types both track).
+   */
   plugins?: PluginName[];
   /** Creation stacks. Env: `TRUSTFLOW_STACKS`. Default `sampled`. */
   stacks?: StackMode;

@@ -33,10 +33,13 @@ afterEach(async () => {
   await new Promise((resolve) => receiver.close(resolve));
 });
 
+// Timers come from the handles source by default, from the async-hooks source when it is named.
 describe.each([
-  ['Node 24', NODE24],
-  ['Node 22', NODE22],
-] as const)("the preload's own resources on %s", (_name, node) => {
+  ['Node 24', NODE24, 'fs,net,async-hooks,buffer-pool'],
+  ['Node 22', NODE22, 'fs,net,async-hooks,buffer-pool'],
+  ['Node 24, default plugins', NODE24, undefined],
+  ['Node 22, default plugins', NODE22, undefined],
+] as const)("the preload's own resources on %s", (_name, node, plugins) => {
   it.runIf(node !== undefined)(
     "its endpoint, scrapes, exporter connections, signal handlers and stdio are not the application's",
     async () => {
@@ -49,7 +52,7 @@ describe.each([
             TRUSTFLOW_REPORT: 'exit',
             TRUSTFLOW_REPORT_FILE: file,
             TRUSTFLOW_STACKS: 'all',
-            TRUSTFLOW_PLUGINS: 'fs,net,async-hooks,buffer-pool',
+            ...(plugins ? { TRUSTFLOW_PLUGINS: plugins } : {}),
             OTEL_EXPORTER_PROMETHEUS_PORT: String(port),
             OTEL_METRICS_EXPORTER: 'prometheus,otlp',
             OTEL_TRACES_EXPORTER: 'otlp',

@@ -44,6 +44,7 @@ export const PLUGIN_NAMES: readonly PluginName[] = [
   'fs',
   'net',
   'libp2p',
+  'handles',
   'async-hooks',
   'buffer-pool',
 ];

@@ -16,6 +16,7 @@ import {
 import {
   asyncHooksAvoidPromises,
   createAsyncHooksSource,
+  createHandlesSource,
   createResourceTracker,
   DEFAULT_ASYNC_TYPES,
   type LifetimeProducer,
@@ -47,6 +48,8 @@ const REPORT_SIGNAL = 'SIGUSR2';
 /** Handle types the fs and net plugins track under their own kinds (so nothing counts twice). */
 const FS_HANDLE_TYPES = ['FILEHANDLE', 'FSEVENTWRAP', 'STATWATCHER'];
 const NET_HANDLE_TYPES = ['TCPWRAP', 'TCPSERVERWRAP', 'PIPEWRAP', 'PIPESERVERWRAP'];
+/** What core's handles source tracks (as async-hooks types). */
+const HANDLES_TYPES = ['Timeout', 'PROCESSWRAP', 'WORKER', 'UDPWRAP'];
 
 type PluginFactory = (init?: object) => TrustflowPlugin;
 
@@ -281,20 +284,22 @@ export class Runtime implements Instrumentation, ActiveInstrumentation {
         stderrLine('trustflow: plugin net is not available in this install (skipped)');
       }
     }
-    if (wanted('async-hooks')) {
+    // The async-hooks source is only used when named: its hook runs for every async resource
+    // (each nextTick, write, lookup...), which costs busy services several percent. Named, it
+    // tracks every handle type, timers included, so the handles source then stays off.
+    const asyncHooks = explicit?.includes('async-hooks') === true;
+    if (wanted('handles') && !asyncHooks) {
+      enable('handles', createHandlesSource(), '@trustflow/core');
+      for (const t of HANDLES_TYPES) covered.add(t);
+    }
+    if (asyncHooks) {
       const supported = asyncHooksAvoidPromises();
-      if (supported || explicit?.includes('async-hooks')) {
-        const source = createAsyncHooksSource({
-          types: DEFAULT_ASYNC_TYPES.filter((t) => !covered.has(t)),
-          // Asked for by name on a Node without trackPromises: false: the user accepts the cost.
-          forceWithPromiseHooks: !supported,
-        });
-        enable('async-hooks', source, '@trustflow/core');
-      } else {
-        this.notes.push(
-          'timers and other async handles are not tracked: this Node cannot create an async hook without promise hooks (use Node >= 24, or TRUSTFLOW_PLUGINS=...,async-hooks to accept the cost)',
-        );
-      }
+      const source = createAsyncHooksSource({
+        types: DEFAULT_ASYNC_TYPES.filter((t) => !covered.has(t)),
+        // Asked for by name on a Node without trackPromises: false: the user accepts the cost.
+        forceWithPromiseHooks: !supported,
+      });
+      enable('async-hooks', source, '@trustflow/core');
     }
     if (wanted('buffer-pool')) {
       // Pools (and libp2pMetrics()) created without a tracker use the process-wide default one.
