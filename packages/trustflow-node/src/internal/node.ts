@@ -13,7 +13,7 @@ import { tcp } from '@libp2p/tcp';
 import { multiaddr } from '@multiformats/multiaddr';
 import { type Counter, metrics } from '@opentelemetry/api';
 import {
-  createAsyncHooksSource,
+  createHandlesSource,
   createMemoryPressureMonitor,
   createPluginHost,
   createResourceTracker,
@@ -199,7 +199,7 @@ export async function createTrustflowNode(
     options.tracker ?? createResourceTracker({ meter, scanIntervalMs: 60_000 });
   if (ownTracker) startup.defer(() => tracker.shutdown(), 'tracker');
   const plugins = config.instrument
-    ? createPluginHost({ tracker, meter }, [createAsyncHooksSource(), fsPlugin(), netPlugin()])
+    ? createPluginHost({ tracker, meter }, [createHandlesSource(), fsPlugin(), netPlugin()])
     : undefined;
   plugins?.enable();
   if (plugins) startup.defer(() => plugins.disable(), 'plugins');
