@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { interleaved, root } from '../lib.mjs';
 
-export const title = 'core tracker and async-hooks source';
+export const title = 'core tracker, handles and async-hooks sources';
 
 const w = (name) => join(root, 'bench', 'workloads', name);
 
@@ -63,6 +63,12 @@ export async function run({ quick }) {
           script: w('core-async.mjs'),
           args: [workload],
           env: { ...env, TF_SOURCE: 'on' },
+        },
+        {
+          name: 'handles source',
+          script: w('core-async.mjs'),
+          args: [workload],
+          env: { ...env, TF_SOURCE: 'handles' },
         },
       ],
       { reps },

@@ -1,7 +1,12 @@
-// Workloads for the async-hooks source: argv[2] = tcp | timers | await; env TF_SOURCE=on|off.
+// Workloads for the handle sources: argv[2] = tcp | timers | await; env TF_SOURCE=on (the
+// async-hooks source) | handles (the handles source) | off.
 import { once } from 'node:events';
 import { connect, createServer } from 'node:net';
-import { createAsyncHooksSource, createResourceTracker } from '@trustflow/core';
+import {
+  createAsyncHooksSource,
+  createHandlesSource,
+  createResourceTracker,
+} from '@trustflow/core';
 import { report } from '../lib.mjs';
 
 const workload = process.argv[2];
@@ -9,6 +14,9 @@ const quick = process.env.BENCH_QUICK === '1';
 if (process.env.TF_SOURCE === 'on') {
   const tracker = createResourceTracker();
   createAsyncHooksSource().enable({ tracker });
+} else if (process.env.TF_SOURCE === 'handles') {
+  const tracker = createResourceTracker();
+  createHandlesSource().enable({ tracker });
 }
 
 async function tcp() {

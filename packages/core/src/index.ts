@@ -7,8 +7,8 @@ export {
   DEFAULT_ASYNC_TYPES,
 } from './internal/async-hooks.js';
 export { defaultTracker, setDefaultTracker } from './internal/default-tracker.js';
-export { createHandlesSource } from './internal/handles.js';
 export { formatReport } from './internal/format.js';
+export { createHandlesSource } from './internal/handles.js';
 export {
   type LifetimeDataPoint,
   type LifetimeProducer,

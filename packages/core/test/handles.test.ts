@@ -59,10 +59,9 @@ describe('handles source: timers', () => {
     ]);
     const sites = leaks.map((l) => l.site).sort();
     expect(sites).toEqual(
-      [
-        `${here}:${await lineOf('MARK:interval')}`,
-        `${here}:${await lineOf('MARK:timeout')}`,
-      ].map((s) => expect.stringContaining(s)),
+      [`${here}:${await lineOf('MARK:interval')}`, `${here}:${await lineOf('MARK:timeout')}`].map(
+        (s) => expect.stringContaining(s),
+      ),
     );
     expect(leaks[0]?.sample.attributes).toMatchObject({ hasRef: true });
     clearInterval(keep);

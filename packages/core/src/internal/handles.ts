@@ -45,8 +45,12 @@ export function createHandlesSource(): TrustflowPlugin {
     name: 'handles',
     setup(ctx) {
       const { tracker } = ctx;
-      /** Tracked timers; an entry outlives its release so that refresh() can track it again. */
-      const timerHandles = new WeakMap<object, ResourceHandle>();
+      // A tracked timer carries its handle (kept after release, so that refresh() can track it
+      // again), an instrumentation timer its async id, under symbols of this instance: cheaper
+      // than WeakMap entries, which cost the garbage collector more than the timers themselves.
+      const kHandle = Symbol('trustflow.timer.handle');
+      const kOwnId = Symbol('trustflow.timer.ownId');
+      type Tagged = object & { [kHandle]?: ResourceHandle; [kOwnId]?: number };
       /**
        * Timers whose number (`+timer`) was taken, by that number as a string: clearTimeout()
        * accepts it as a number or a string, as Node's own table (an object) does.
@@ -59,7 +63,6 @@ export function createHandlesSource(): TrustflowPlugin {
       // the async-hooks source follows every resource; an id leaves the set when its timer ends.
       const internal = (tracker as Partial<Record<typeof kInternal, Tracker>>)[kInternal];
       const ownedIds = internal?.ownedIds;
-      const ownTimers = new WeakMap<object, number>();
       const isOwnedNow = () =>
         internal !== undefined &&
         (internal.isQuiet || (ownedIds!.size !== 0 && ownedIds!.has(executionAsyncId())));
@@ -67,22 +70,22 @@ export function createHandlesSource(): TrustflowPlugin {
         if (ownedIds!.size >= MAX_OWNED) return;
         const id = Number(timer);
         ownedIds!.add(id);
-        ownTimers.set(timer, id);
+        (timer as Tagged)[kOwnId] = id;
       };
 
       const trackTimer = (timer: object) => {
         const handle = tracker.track(timer as TimerLike, TIMER);
-        if (!handle.released) timerHandles.set(timer, handle);
+        if (!handle.released) (timer as Tagged)[kHandle] = handle;
       };
       const disown = (timer: object) => {
-        const id = ownTimers.get(timer);
+        const id = (timer as Tagged)[kOwnId];
         if (id !== undefined) {
-          ownTimers.delete(timer);
+          (timer as Tagged)[kOwnId] = undefined;
           ownedIds!.delete(id);
         }
       };
       const releaseTimer = (timer: object) => {
-        timerHandles.get(timer)?.release();
+        (timer as Tagged)[kHandle]?.release();
         disown(timer);
         if (byNumber.size !== 0) {
           const n = numberOf.get(timer);
@@ -123,8 +126,10 @@ export function createHandlesSource(): TrustflowPlugin {
             // is instrumentation's too).
             args[0] = function (this: unknown, ...params: unknown[]) {
               if (timer === undefined) return Reflect.apply(callback, this, params);
-              timerHandles.get(timer)?.release();
-              if (!ownTimers.has(timer)) return Reflect.apply(callback, this, params);
+              (timer as Tagged)[kHandle]?.release();
+              if ((timer as Tagged)[kOwnId] === undefined) {
+                return Reflect.apply(callback, this, params);
+              }
               try {
                 return Reflect.apply(callback, this, params);
               } finally {
@@ -175,7 +180,7 @@ export function createHandlesSource(): TrustflowPlugin {
           (original) =>
             function (this: TimerLike & object, ...args: unknown[]) {
               const result = Reflect.apply(original, this, args);
-              if (ctx.active && timerHandles.get(this)?.released && this._destroyed === false) {
+              if (ctx.active && (this as Tagged)[kHandle]?.released && this._destroyed === false) {
                 guarded('Timeout.refresh', trackTimer, this);
               }
               return result;
@@ -190,7 +195,7 @@ export function createHandlesSource(): TrustflowPlugin {
           (original) =>
             function (this: object, ...args: unknown[]) {
               const n = Reflect.apply(original, this, args);
-              if (ctx.active && timerHandles.get(this)?.released === false) {
+              if (ctx.active && (this as Tagged)[kHandle]?.released === false) {
                 byNumber.set(String(n), this);
                 numberOf.set(this, String(n));
               }
