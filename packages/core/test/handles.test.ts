@@ -117,16 +117,20 @@ describe('handles source: timers', () => {
     expect(setTimeout.name).toBe('setTimeout');
   });
 
-  it('disable() puts every original back', () => {
+  it('disable() puts every original back and releases what it tracked', () => {
     const before = [setTimeout, setInterval, clearTimeout, clearInterval, timers.setTimeout];
     const { source, tracker } = start();
     expect(setTimeout).not.toBe(before[0]);
+    const open = setInterval(() => {}, 60_000);
+    expect(active(tracker, 'timer')).toBe(1);
     source.disable();
+    expect(active(tracker, 'timer')).toBe(0);
+    clearInterval(open);
     expect([setTimeout, setInterval, clearTimeout, clearInterval, timers.setTimeout]).toEqual(
       before,
     );
     setTimeout(() => {}, 1).unref();
-    expect(tracker.snapshot().opened.timer ?? 0).toBe(0);
+    expect(tracker.snapshot().opened.timer).toBe(1);
   });
 
   it('timers created inside tracker.untracked() are not tracked', () => {

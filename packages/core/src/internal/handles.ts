@@ -73,9 +73,19 @@ export function createHandlesSource(): TrustflowPlugin {
         (timer as Tagged)[kOwnId] = id;
       };
 
+      /** Open handles of this source, released on disable (when nothing would release them). */
+      const live = new Set<ResourceHandle>();
+      const end = (handle: ResourceHandle | undefined) => {
+        if (handle === undefined || handle.released) return;
+        live.delete(handle);
+        handle.release();
+      };
+
       const trackTimer = (timer: object) => {
         const handle = tracker.track(timer as TimerLike, TIMER);
-        if (!handle.released) (timer as Tagged)[kHandle] = handle;
+        if (handle.released) return;
+        (timer as Tagged)[kHandle] = handle;
+        live.add(handle);
       };
       const disown = (timer: object) => {
         const id = (timer as Tagged)[kOwnId];
@@ -85,7 +95,7 @@ export function createHandlesSource(): TrustflowPlugin {
         }
       };
       const releaseTimer = (timer: object) => {
-        (timer as Tagged)[kHandle]?.release();
+        end((timer as Tagged)[kHandle]);
         disown(timer);
         if (byNumber.size !== 0) {
           const n = numberOf.get(timer);
@@ -126,7 +136,7 @@ export function createHandlesSource(): TrustflowPlugin {
             // is instrumentation's too).
             args[0] = function (this: unknown, ...params: unknown[]) {
               if (timer === undefined) return Reflect.apply(callback, this, params);
-              (timer as Tagged)[kHandle]?.release();
+              end((timer as Tagged)[kHandle]);
               if ((timer as Tagged)[kOwnId] === undefined) {
                 return Reflect.apply(callback, this, params);
               }
@@ -213,12 +223,17 @@ export function createHandlesSource(): TrustflowPlugin {
           if (!ctx.active || typeof resource?.once !== 'function') return;
           const handle = tracker.track(resource, spec);
           if (handle.released) return;
-          const end = () => handle.release();
-          for (const event of endEvents) resource.once(event, end);
+          live.add(handle);
+          const ended = () => end(handle);
+          for (const event of endEvents) resource.once(event, ended);
         });
       }
 
-      return () => byNumber.clear();
+      return () => {
+        for (const handle of live) handle.release();
+        live.clear();
+        byNumber.clear();
+      };
     },
   });
 }
