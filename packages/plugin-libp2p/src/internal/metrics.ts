@@ -80,10 +80,12 @@ interface RegistrarLike {
   getHandler(protocol: string): { handler: StreamHandler };
 }
 
+const ATTR_STREAM_ID = 'libp2p.stream.id';
+
 interface Peer {
   connection: Connection;
-  id: string;
-  addr: string;
+  /** Peer id and remote address, shared by the details of every stream of the connection. */
+  details: Attributes;
 }
 
 /** Attribute sets and byte totals of one (protocol, direction) or (direction, transport). */
@@ -247,27 +249,21 @@ class Libp2pMetrics implements Metrics {
       const target = stream as unknown as Counted & Stream;
       if (isCounted(target)) return;
       const series = this.streamSeriesFor(stream.protocol, stream.direction);
-      const peer = this.peerOf(stream);
-      const details: Attributes =
-        peer === undefined
-          ? { 'libp2p.stream.id': String(stream.id) }
-          : {
-              'libp2p.stream.id': String(stream.id),
-              'libp2p.peer.id': peer.id,
-              'libp2p.remote_addr': peer.addr,
-            };
+      // No strings are built per stream: the peer's details are shared, the stream id is read when a
+      // report or scan inspects the stream (or put on its span when that records).
       const spec: TrackOptions<Counted & Stream> = {
         kind: STREAM_KIND,
         attributes: series.attributes,
-        details,
+        details: this.peerOf(stream)?.details,
         close: abortIdle,
         activity: ioActivity,
-        inspect: inspectStatus,
+        inspect: inspectStream,
         // An inbound stream was opened by the remote: the code responsible for it is the
         // handler, so its site is where that handler was registered.
         site: stream.direction === 'inbound' ? this.handlerSite(stream.protocol) : undefined,
       };
       const handle = ctx.tracker.track(target, spec);
+      if (handle.recording) handle.annotate({ [ATTR_STREAM_ID]: String(stream.id) });
       attachIo(target, new Io(handle, series.totals, this.hooks));
     } catch (error) {
       ctx.reportError('trackProtocolStream', error);
@@ -367,8 +363,10 @@ class Libp2pMetrics implements Metrics {
       if (connection !== last?.connection && carries(connection, stream)) {
         this.last = {
           connection,
-          id: String(connection.remotePeer),
-          addr: String(connection.remoteAddr),
+          details: Object.freeze({
+            'libp2p.peer.id': String(connection.remotePeer),
+            'libp2p.remote_addr': String(connection.remoteAddr),
+          }),
         };
         return this.last;
       }
@@ -549,6 +547,12 @@ function abortIdle(target: { abort(error: Error): void }): void {
 }
 
 /** Statuses shown in reports: tells a half-closed stream from one nobody closed. */
+function inspectStream(target: Counted & Partial<Stream>): Attributes {
+  const attributes = inspectStatus(target);
+  if (target.id !== undefined) attributes[ATTR_STREAM_ID] = String(target.id);
+  return attributes;
+}
+
 function inspectStatus(target: Counted & Partial<Stream>): Attributes {
   return {
     'libp2p.status': String(target.status),
