@@ -15,8 +15,6 @@ interface TimerLike {
 
 interface EmitterLike {
   once(event: string, listener: () => void): unknown;
-  pid?: number;
-  threadId?: number;
 }
 
 // A timer cleared or fired a moment ago no longer holds the event loop, whatever hasRef() says.
@@ -24,7 +22,7 @@ const inspectTimer = (t: TimerLike) => ({ hasRef: t._destroyed === true ? false 
 // Handles are collected normally once closed, and a span per timer would be noise. The kinds are
 // the async-hooks source's, so reports read the same whichever source tracked them.
 const TIMER = { kind: 'timer', gc: false, span: false, inspect: inspectTimer } as const;
-/** Cap on instrumentation timers followed at once (see `owned` below). */
+/** Cap on instrumentation timers followed at once (see `own()` below). */
 const MAX_OWNED = 10_000;
 const CHANNELS = [
   ['child_process', 'process', 'async.PROCESSWRAP', ['exit', 'close']],

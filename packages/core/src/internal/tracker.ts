@@ -531,8 +531,8 @@ export class Tracker implements ResourceTracker {
   }
 
   /**
-   * The object went away without release: the FinalizationRegistry callback, or a plugin that
-   * learned it otherwise (`release({ collected: true })`, `told`).
+   * The object went away without release: the FinalizationRegistry callback, or (`told`) a plugin
+   * that learned it otherwise and called `release({ collected: true })`.
    */
   collected(entry: Entry, told = false): void {
     if (this.shut || (entry.state & (RELEASED | COLLECTED)) !== 0) return;
