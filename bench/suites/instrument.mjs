@@ -1,4 +1,4 @@
-// The preload with its defaults (Prometheus endpoint on, plugins and async-hooks source where they
+// The preload with its defaults (Prometheus endpoint on, plugins and the handles source where they
 // apply, SDK loaded after start) against plain node, on the loads a service sees: an HTTP
 // keep-alive server under load, TCP churn, fs churn and an await loop; and start-to-exit of a
 // program that does nothing. Each configuration in its own process, interleaved.

@@ -7,7 +7,7 @@ export const title =
 const script = join(root, 'bench', 'workloads', 'trustflow-node-exchange.mjs');
 const LABEL = {
   plain: 'node (tracker, libp2p metrics, pool)',
-  plugins: 'node + async-hooks, fs, net plugins',
+  plugins: 'node + handles source, fs, net plugins',
 };
 const CASES = [
   ['requests', 'service request + response stream', 'requests'],

@@ -12,7 +12,7 @@ const [config = 'plain', msText = '1500'] = process.argv.slice(2);
 const ms = Number(msText);
 const dir = await mkdtemp(join(tmpdir(), 'tf-bench-node-'));
 const quiet = () => {};
-// `plugins`: the async-hooks, fs and net plugins on the serving node (as `trustflow-node start`)
+// `plugins`: the handles source, fs and net plugins on the serving node (as `trustflow-node start`)
 const a = await createTrustflowNode({
   port: 0,
   dataDir: join(dir, 'a'),
