@@ -108,6 +108,23 @@ describe('handles source: timers', () => {
     clearInterval(background);
   });
 
+  it('a timeout that refreshes itself from its callback is open until its last run', async () => {
+    const { tracker } = start();
+    let runs = 0;
+    const opens: number[] = [];
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        opens.push(active(tracker, 'timer'));
+        if (++runs < 3) t.refresh();
+        else resolve();
+      }, 1);
+    });
+    // released as each run starts, open again after each refresh
+    expect(opens).toEqual([0, 0, 0]);
+    expect(active(tracker, 'timer')).toBe(0);
+    expect(tracker.snapshot().opened.timer).toBe(3);
+  });
+
   it('keeps the timer API as it was: arguments, this, errors, promisify', async () => {
     start();
     const got = await new Promise((resolve) => setTimeout((a, b) => resolve([a, b]), 1, 'x', 2));
