@@ -49,6 +49,15 @@ const PACKAGE_DIRS = codeFolders(import.meta.url);
 /** The provider the global API falls back to while no SDK is registered. */
 const NOOP_TRACER_PROVIDER = new ProxyTracerProvider().getDelegate();
 
+// A monotonic clock in ms. Not `performance.now()`: the first read of the `performance` global
+// loads node:perf_hooks (about 1 ms of a preloaded program's start-up), and this is as fast.
+const hrtime = process.hrtime;
+const ORIGIN = hrtime();
+const monotonicMs = (): number => {
+  const t = hrtime();
+  return (t[0] - ORIGIN[0]) * 1e3 + (t[1] - ORIGIN[1]) / 1e6;
+};
+
 const RELEASED = 1;
 const COLLECTED = 2;
 const STALE_REPORTED = 4;
@@ -317,7 +326,7 @@ export class Tracker implements ResourceTracker {
     this.idleAfter = count(options.idleAfterMs, DEFAULTS.idleAfterMs, 'idleAfterMs');
     this.maxTracked = count(options.maxTracked, DEFAULTS.maxTracked, 'maxTracked');
     this.maxLeakGroups = count(options.maxLeakGroups, DEFAULTS.maxLeakGroups, 'maxLeakGroups');
-    this.now = options.now ?? (() => performance.now());
+    this.now = options.now ?? monotonicMs;
     this.stacks = new StackFormatter(
       count(options.stackFrames, DEFAULTS.stackFrames, 'stackFrames'),
       [...PACKAGE_DIRS, ...(options.internalPaths ?? [])],
