@@ -121,7 +121,7 @@ export interface ResourceTrackerOptions {
   spans?: boolean;
   /** Extra path fragments whose stack frames are not user code (your own wrappers). */
   internalPaths?: string[];
-  /** Clock in ms, for tests. Default `performance.now()` based. */
+  /** Monotonic clock in ms, for tests. Default: `process.hrtime()` based. */
   now?: () => number;
 }
 
@@ -269,6 +269,14 @@ export interface PluginContext {
   subscribe(channel: string, listener: (message: unknown, name: string | symbol) => void): void;
   /** Runs on disable, in reverse order of registration. */
   onDisable(cleanup: () => void): void;
+  /**
+   * Runs `apply` (which patches builtin modules) once one of the builtins `ids` (without `node:`)
+   * is needed: at once if one is loaded already, otherwise when the application first requires,
+   * imports or `process.getBuiltinModule()`s one of them, before it gets it (Node >= 22.15;
+   * elsewhere at once). The returned function applies it now, for other signs the plugin knows.
+   * A preloaded program that never uses those builtins then never loads them.
+   */
+  whenLoaded(ids: readonly string[], apply: () => void): () => void;
   /** Wraps a function so that anything it throws is counted and logged, never rethrown. */
   guard<A extends unknown[], R>(
     where: string,

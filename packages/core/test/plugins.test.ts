@@ -1,4 +1,7 @@
+import { execFile } from 'node:child_process';
 import { channel } from 'node:diagnostics_channel';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   createPluginHost,
@@ -196,5 +199,77 @@ describe('definePlugin', () => {
     host.enable();
     host.disable();
     expect(order).toEqual(['on:a', 'on:b', 'off:b', 'off:a']);
+  });
+});
+
+describe('ctx.whenLoaded', () => {
+  // Each scenario runs in its own process: this one has loaded most builtins already.
+  const scenario = async (name: string): Promise<string[]> => {
+    const { stdout, stderr } = await promisify(execFile)(
+      process.execPath,
+      [fileURLToPath(new URL('./fixtures/when-loaded.mjs', import.meta.url)), name],
+      { timeout: 10_000 },
+    );
+    expect(stderr).toBe('');
+    return JSON.parse(stdout) as string[];
+  };
+
+  it.each([
+    ['require', 'require("zlib")'],
+    ['import', 'import("node:zlib")'],
+    ['get-builtin', 'process.getBuiltinModule("zlib")'],
+  ])('patches when the program first asks for the builtin: %s (%s)', async (name) => {
+    expect(await scenario(name)).toEqual([
+      'enabled, zlib loaded: false',
+      'applied',
+      'wrapper',
+      'getBuiltinModule restored: true',
+    ]);
+  });
+
+  it('patches at once when the builtin is loaded already', async () => {
+    expect(await scenario('loaded-before')).toEqual([
+      'applied',
+      'enabled, zlib loaded: true',
+      'wrapper',
+      'getBuiltinModule restored: true',
+    ]);
+  });
+
+  it('any of the named builtins triggers it; others do not', async () => {
+    expect(await scenario('other-id')).toEqual([
+      'enabled, zlib loaded: false',
+      'applied',
+      'zlib loaded: true',
+      'getBuiltinModule restored: true',
+    ]);
+    expect(await scenario('unrelated')).toEqual([
+      'enabled, zlib loaded: false',
+      'getBuiltinModule restored: false',
+    ]);
+  });
+
+  it('the returned function applies it now, once', async () => {
+    expect(await scenario('fire')).toEqual([
+      'enabled, zlib loaded: false',
+      'applied',
+      'getBuiltinModule restored: true',
+    ]);
+  });
+
+  it('never applies after disable, and removes its watch', async () => {
+    expect(await scenario('disabled-first')).toEqual([
+      'enabled, zlib loaded: false',
+      'getBuiltinModule restored: true',
+    ]);
+  });
+
+  it('a patch that throws is reported, and the program gets its module', async () => {
+    expect(await scenario('throws')).toEqual([
+      'enabled, zlib loaded: false',
+      'applied',
+      'errors: 1',
+      'getBuiltinModule restored: true',
+    ]);
   });
 });

@@ -8,6 +8,7 @@ import type {
   ResourceTracker,
   TrustflowPlugin,
 } from '../types.js';
+import { whenBuiltinLoaded } from './builtins.js';
 import { ErrorSink } from './errors.js';
 import { codeFolders } from './stacks.js';
 import { kInternal, type Tracker } from './tracker.js';
@@ -40,6 +41,7 @@ export function definePlugin(definition: PluginDefinition): TrustflowPlugin {
     const cleanups: (() => void)[] = [];
     let active = true;
     let patchedBuiltins = false;
+    let setUp = false;
     (tracker as Partial<Record<typeof kInternal, Tracker>>)[kInternal]?.stacks.addInternalPaths(
       definition.module
         ? [...codeFolders(definition.module), ...(definition.internalPaths ?? [])]
@@ -76,6 +78,20 @@ export function definePlugin(definition: PluginDefinition): TrustflowPlugin {
       onDisable(cleanup) {
         cleanups.push(cleanup);
       },
+      whenLoaded(ids, apply) {
+        const { fire, cancel } = whenBuiltinLoaded(ids, () => {
+          if (!active) return;
+          try {
+            apply();
+            // patched after setup: named ESM imports made from now on see the wrappers
+            if (setUp && patchedBuiltins) syncBuiltinESMExports();
+          } catch (error) {
+            reportError(`patching ${ids[0]}`, error);
+          }
+        });
+        cleanups.push(cancel);
+        return fire;
+      },
       guard(where, fn) {
         return (...args) => {
           try {
@@ -108,6 +124,7 @@ export function definePlugin(definition: PluginDefinition): TrustflowPlugin {
     try {
       const extra = definition.setup(ctx);
       if (typeof extra === 'function') cleanups.push(extra);
+      setUp = true;
       if (patchedBuiltins) syncBuiltinESMExports();
     } catch (error) {
       reportError('enable', error);
