@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import fsp from 'node:fs/promises';
+import type * as Fsp from 'node:fs/promises';
 import { resolve } from 'node:path';
 import {
   type Attributes,
@@ -449,12 +449,18 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
   // --- patches ----------------------------------------------------------------------------------
 
   /** A function returning a resource synchronously: track it after the original returns. */
-  function patchSync(target: object, key: string, after: (result: any, args: unknown[]) => void) {
+  function patchSync(
+    target: object,
+    key: string,
+    after: (result: any, args: unknown[]) => void,
+    before?: () => void,
+  ) {
     ctx.patch(
       target as Record<string, Fn>,
       key,
       (original) =>
         function (this: unknown, ...args: unknown[]) {
+          if (before !== undefined && ctx.active) safely(key, before);
           const result = Reflect.apply(original, this, args);
           if (ctx.active) {
             try {
@@ -581,31 +587,84 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
   patchCallback(fs, 'open', KIND_FD, trackFd);
   patchClose('closeSync');
   patchClose('close');
-  patchPromise(fsp, 'open', KIND_FILEHANDLE, trackFileHandle);
 
-  patchSync(fs, 'createReadStream', (s, args) => trackStream(s, 'read', args[0], args[1]));
-  patchSync(fs, 'createWriteStream', (s, args) => trackStream(s, 'write', args[0], args[1]));
-  for (const Stream of [fs.ReadStream, fs.WriteStream]) {
-    ctx.patch(
-      Stream.prototype as unknown as Record<string, Fn>,
-      '_construct',
-      (original) =>
-        function (this: object, ...args: unknown[]) {
-          const owner = ctx.active ? streamOwners.get(this) : undefined;
-          if (owner === undefined) return Reflect.apply(original, this, args);
-          constructing = owner;
-          try {
-            return Reflect.apply(original, this, args);
-          } finally {
-            constructing = undefined;
-          }
-        },
-    );
+  // The stream classes are patched at the first createReadStream/createWriteStream: reading
+  // fs.ReadStream loads node:stream and node:fs/promises (about 2.5 ms of a preloaded program's
+  // start-up), and only streams made by those two functions are tracked as streams.
+  let streamsPatched = false;
+  const patchStreams = () => {
+    if (streamsPatched) return;
+    streamsPatched = true;
+    patchStreamClasses();
+  };
+  patchSync(
+    fs,
+    'createReadStream',
+    (s, args) => trackStream(s, 'read', args[0], args[1]),
+    patchStreams,
+  );
+  patchSync(
+    fs,
+    'createWriteStream',
+    (s, args) => trackStream(s, 'write', args[0], args[1]),
+    patchStreams,
+  );
+  function patchStreamClasses(): void {
+    for (const Stream of [fs.ReadStream, fs.WriteStream]) {
+      ctx.patch(
+        Stream.prototype as unknown as Record<string, Fn>,
+        '_construct',
+        (original) =>
+          function (this: object, ...args: unknown[]) {
+            const owner = ctx.active ? streamOwners.get(this) : undefined;
+            if (owner === undefined) return Reflect.apply(original, this, args);
+            constructing = owner;
+            try {
+              return Reflect.apply(original, this, args);
+            } finally {
+              constructing = undefined;
+            }
+          },
+      );
+    }
   }
 
   patchSync(fs, 'opendirSync', (dir, args) => trackDir(dir, args[0], undefined));
   patchCallback(fs, 'opendir', KIND_DIR, trackDir);
-  patchPromise(fsp, 'opendir', KIND_DIR, trackDir);
+  // node:fs/promises (FileHandles, promise opendir) is patched when the application first asks
+  // for it: by require or import, by process.getBuiltinModule, or by reading fs.promises (a
+  // getter of node:fs, wrapped until then). Nothing else hands out FileHandles.
+  let promisesGetter: PropertyDescriptor | undefined;
+  let promisesPatched = false;
+  const patchPromises = () => {
+    promisesPatched = true;
+    restorePromisesGetter();
+    const fsp = process.getBuiltinModule('node:fs/promises') as typeof Fsp;
+    patchPromise(fsp, 'open', KIND_FILEHANDLE, trackFileHandle);
+    patchPromise(fsp, 'opendir', KIND_DIR, trackDir);
+  };
+  function restorePromisesGetter(): void {
+    const original = promisesGetter;
+    promisesGetter = undefined;
+    if (original !== undefined) Object.defineProperty(fs, 'promises', original);
+  }
+  // fs.promises loads the internal module, which is not the public fs/promises one
+  const needPromises = ctx.whenLoaded(['fs/promises', 'internal/fs/promises'], patchPromises);
+  const descriptor = Object.getOwnPropertyDescriptor(fs, 'promises');
+  if (!promisesPatched && descriptor?.get && descriptor.configurable) {
+    const get = descriptor.get;
+    promisesGetter = descriptor;
+    Object.defineProperty(fs, 'promises', {
+      ...descriptor,
+      get() {
+        needPromises();
+        return Reflect.apply(get, this, []);
+      },
+    });
+    ctx.onDisable(restorePromisesGetter);
+  } else {
+    needPromises();
+  }
   for (const key of ['close', 'closeSync'] as const) {
     ctx.patch(
       fs.Dir.prototype as unknown as Record<string, Fn>,

@@ -1,4 +1,5 @@
-import net from 'node:net';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import type * as Net from 'node:net';
 import {
   type Attributes,
   type CreationSite,
@@ -26,6 +27,30 @@ const ATTR_BYTES_READ = 'trustflow.net.bytes_read';
 const ATTR_BYTES_WRITTEN = 'trustflow.net.bytes_written';
 const ATTR_CAUSE = 'trustflow.close.cause';
 const ATTR_POOL_STATE = 'trustflow.net.pool_state';
+
+/**
+ * Builtins whose loading means sockets may follow: the patches of net.Socket and net.Server wait
+ * for the first of them (a preloaded program that never opens a socket never loads node:net).
+ */
+const NET_USERS = [
+  'net',
+  'tls',
+  'http',
+  'https',
+  'http2',
+  'child_process',
+  'cluster',
+  'repl',
+  '_http_agent',
+  '_http_client',
+  '_http_server',
+  '_tls_wrap',
+];
+/**
+ * Other signs: a connection made by a module that loaded node:net itself (fetch, WebSocket and
+ * EventSource through Node's bundled undici), published before the socket connects.
+ */
+const NET_SIGNS = ['net.client.socket', 'undici:client:beforeConnect'];
 
 type Transport = 'tcp' | 'unix' | 'pipe';
 type Role = 'client' | 'server';
@@ -297,46 +322,6 @@ function setup(ctx: PluginContext, options: Required<NetPluginOptions>): () => v
     return handle;
   }
 
-  // Client sockets: net.Socket.prototype.connect (net.connect, tls.connect and the http(s)
-  // Agents all come through it). The 'net.client.socket' channel is published at the start of
-  // connect(), before connect() has created the handle that tells TCP from a Unix socket, and
-  // tracking later would lose `tracker.untracked()`; so the socket is tracked as connect()
-  // returns, still inside the caller's call (and stack).
-  ctx.patch(
-    net.Socket.prototype as unknown as Record<string, Fn>,
-    'connect',
-    (original) =>
-      function (this: SocketLike, ...args: unknown[]) {
-        const result = Reflect.apply(original, this, args);
-        if (ctx.active) {
-          try {
-            connected(this);
-          } catch (error) {
-            ctx.reportError('Socket.connect', error);
-          }
-        }
-        return result;
-      },
-  );
-
-  // A timeout set after the socket was tracked (keep-alive agents and servers do that).
-  ctx.patch(
-    net.Socket.prototype as unknown as Record<string, Fn>,
-    'setTimeout',
-    (original) =>
-      function (this: SocketLike, ...args: unknown[]) {
-        const result = Reflect.apply(original, this, args);
-        if (ctx.active) {
-          try {
-            listenForTimeout(this);
-          } catch (error) {
-            ctx.reportError('Socket.setTimeout', error);
-          }
-        }
-        return result;
-      },
-  );
-
   function connected(socket: SocketLike): void {
     if (socket.destroyed) return;
     const current = handleOf(socket);
@@ -370,6 +355,7 @@ function setup(ctx: PluginContext, options: Required<NetPluginOptions>): () => v
   ctx.subscribe('net.server.socket', (message) => {
     const socket = (message as { socket?: SocketLike }).socket;
     if (!ctx.active || socket === undefined) return;
+    needNet();
     const server = (socket.server ?? socket._server) as ServerLike | undefined;
     const owner = server ? serverInfo(server) : undefined;
     if (owner?.declined) return;
@@ -387,6 +373,7 @@ function setup(ctx: PluginContext, options: Required<NetPluginOptions>): () => v
   ctx.subscribe('tracing:net.server.listen:asyncStart', (message) => {
     const server = (message as { server?: object }).server;
     if (!ctx.active || server === undefined) return;
+    needNet();
     listening.set(server, tracker.captureSite(KIND_SERVER));
   });
   ctx.subscribe('tracing:net.server.listen:error', (message) => {
@@ -424,27 +411,81 @@ function setup(ctx: PluginContext, options: Required<NetPluginOptions>): () => v
     if (!handle.released) remember(server as Tagged, handle);
   });
 
-  // A server stops listening at close(); its 'close' event waits for every connection to end.
-  ctx.patch(
-    net.Server.prototype as unknown as Record<string, Fn>,
-    'close',
-    (original) =>
-      function (this: object, ...args: unknown[]) {
-        if (ctx.active) {
-          try {
-            const handle = handleOf(this);
-            if (handle !== undefined) {
-              (this as Tagged)[kHandle] = undefined;
-              live.delete(this as Tagged);
-              handle.release({ details: { [ATTR_CAUSE]: 'close' } });
+  let netPatched = false;
+  function patchNet(): void {
+    netPatched = true;
+    for (const name of NET_SIGNS) unsubscribe(name, onSign);
+    const net = process.getBuiltinModule('node:net') as typeof Net;
+    // Client sockets: net.Socket.prototype.connect (net.connect, tls.connect and the http(s)
+    // Agents all come through it). The 'net.client.socket' channel is published at the start of
+    // connect(), before connect() has created the handle that tells TCP from a Unix socket, and
+    // tracking later would lose `tracker.untracked()`; so the socket is tracked as connect()
+    // returns, still inside the caller's call (and stack).
+    ctx.patch(
+      net.Socket.prototype as unknown as Record<string, Fn>,
+      'connect',
+      (original) =>
+        function (this: SocketLike, ...args: unknown[]) {
+          const result = Reflect.apply(original, this, args);
+          if (ctx.active) {
+            try {
+              connected(this);
+            } catch (error) {
+              ctx.reportError('Socket.connect', error);
             }
-          } catch (error) {
-            ctx.reportError('Server.close', error);
           }
-        }
-        return Reflect.apply(original, this, args);
-      },
-  );
+          return result;
+        },
+    );
+
+    // A timeout set after the socket was tracked (keep-alive agents and servers do that).
+    ctx.patch(
+      net.Socket.prototype as unknown as Record<string, Fn>,
+      'setTimeout',
+      (original) =>
+        function (this: SocketLike, ...args: unknown[]) {
+          const result = Reflect.apply(original, this, args);
+          if (ctx.active) {
+            try {
+              listenForTimeout(this);
+            } catch (error) {
+              ctx.reportError('Socket.setTimeout', error);
+            }
+          }
+          return result;
+        },
+    );
+
+    // A server stops listening at close(); its 'close' event waits for every connection to end.
+    ctx.patch(
+      net.Server.prototype as unknown as Record<string, Fn>,
+      'close',
+      (original) =>
+        function (this: object, ...args: unknown[]) {
+          if (ctx.active) {
+            try {
+              const handle = handleOf(this);
+              if (handle !== undefined) {
+                (this as Tagged)[kHandle] = undefined;
+                live.delete(this as Tagged);
+                handle.release({ details: { [ATTR_CAUSE]: 'close' } });
+              }
+            } catch (error) {
+              ctx.reportError('Server.close', error);
+            }
+          }
+          return Reflect.apply(original, this, args);
+        },
+    );
+  }
+  const needNet = ctx.whenLoaded(NET_USERS, patchNet);
+  function onSign(): void {
+    needNet();
+  }
+  if (!netPatched) for (const name of NET_SIGNS) subscribe(name, onSign);
+  ctx.onDisable(() => {
+    for (const name of NET_SIGNS) unsubscribe(name, onSign);
+  });
 
   // Descriptors of live sockets and servers, for the fd inventory of @trustflow/plugin-fs.
   const provider: FdProvider = (add) => {
