@@ -185,11 +185,6 @@ export class Runtime implements Instrumentation, ActiveInstrumentation {
       }
     }
     this.tracker.addReportSection('instrument', () => this.describe());
-    // The stdio streams are created now, before any plugin, so they are never the application's.
-    this.tracker.untracked(() => {
-      void process.stdout;
-      void process.stderr;
-    });
     this.enablePlugins();
     this.installProcessHandlers();
     setActiveInstrumentation(this);
@@ -293,6 +288,13 @@ export class Runtime implements Instrumentation, ActiveInstrumentation {
       for (const t of HANDLES_TYPES) covered.add(t);
     }
     if (asyncHooks) {
+      // That source tracks pipes and TTYs: the stdio streams are created now, before it, so they
+      // are never the application's. (Nothing else needs them: creating them costs a program
+      // that never prints about 1.5 ms.)
+      this.tracker.untracked(() => {
+        void process.stdout;
+        void process.stderr;
+      });
       const supported = asyncHooksAvoidPromises();
       const source = createAsyncHooksSource({
         types: DEFAULT_ASYNC_TYPES.filter((t) => !covered.has(t)),
