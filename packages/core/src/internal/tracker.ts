@@ -62,6 +62,8 @@ const RELEASED = 1;
 const COLLECTED = 2;
 const STALE_REPORTED = 4;
 const REGISTERED = 8;
+/** In its series' list of open entries. */
+const LINKED = 16;
 
 const DEFAULTS = {
   stacks: 'sampled' as StackMode,
@@ -78,7 +80,14 @@ const DEFAULTS = {
 
 /** Open resources of one kind and one low-cardinality attribute set. */
 class Series implements SeriesView, LifetimeTarget {
-  readonly entries = new Map<number, Entry>();
+  /**
+   * Open entries, oldest first: a list threaded through the entries themselves. Opening and
+   * closing a resource then writes a few fields of objects it touches anyway, where a Map keyed
+   * by id would hash into a table that churns with every open and close.
+   */
+  head: Entry | undefined = undefined;
+  tail: Entry | undefined = undefined;
+  size = 0;
   opened = 0;
   closed = 0;
   /** Only when the tracker collects lifetimes itself (collectLifetimes()). */
@@ -94,11 +103,44 @@ class Series implements SeriesView, LifetimeTarget {
     this.metricAttributes = metricAttributes(kind, attributes);
   }
   get active(): number {
-    return this.entries.size + this.untracked;
+    return this.size + this.untracked;
   }
   oldestOpenedAt(): number | undefined {
-    for (const entry of this.entries.values()) return entry.openedAt;
-    return undefined;
+    return this.head?.openedAt;
+  }
+  add(entry: Entry): void {
+    const tail = this.tail;
+    entry.prev = tail;
+    if (tail === undefined) this.head = entry;
+    else tail.next = entry;
+    this.tail = entry;
+    this.size++;
+  }
+  /** Unlinks an entry; false if it was not in the list. */
+  remove(entry: Entry): boolean {
+    if ((entry.state & LINKED) === 0) return false;
+    entry.state &= ~LINKED;
+    const { prev, next } = entry;
+    if (prev === undefined) this.head = next;
+    else prev.next = next;
+    if (next === undefined) this.tail = prev;
+    else next.prev = prev;
+    entry.prev = undefined;
+    entry.next = undefined;
+    this.size--;
+    return true;
+  }
+  clear(): void {
+    for (let e = this.head; e !== undefined; ) {
+      const next: Entry | undefined = e.next;
+      e.prev = undefined;
+      e.next = undefined;
+      e.state &= ~LINKED;
+      e = next;
+    }
+    this.head = undefined;
+    this.tail = undefined;
+    this.size = 0;
   }
 }
 
@@ -166,6 +208,8 @@ class Entry implements ResourceHandle {
   details: Attributes | undefined;
   stack: CapturedStack | undefined;
   span: Span | undefined;
+  prev: Entry | undefined = undefined;
+  next: Entry | undefined = undefined;
 
   constructor(
     readonly id: number,
@@ -448,7 +492,8 @@ export class Tracker implements ResourceTracker {
       );
       if (span.isRecording()) entry.span = span;
     }
-    series.entries.set(id, entry);
+    entry.state |= LINKED;
+    series.add(entry);
     series.kindState.live++;
     this.live++;
     return entry;
@@ -516,7 +561,7 @@ export class Tracker implements ResourceTracker {
   settle(entry: Entry, options: ReleaseOptions | undefined): void {
     try {
       const series = entry.series;
-      if (series.entries.delete(entry.id)) {
+      if (series.remove(entry)) {
         series.kindState.live--;
         this.live--;
       }
@@ -549,7 +594,7 @@ export class Tracker implements ResourceTracker {
     try {
       if (told && (entry.state & REGISTERED) !== 0) this.registry.unregister(entry);
       const series = entry.series;
-      if (series.entries.delete(entry.id)) {
+      if (series.remove(entry)) {
         series.kindState.live--;
         this.live--;
       }
@@ -657,7 +702,7 @@ export class Tracker implements ResourceTracker {
   private liveEntries(filter?: (entry: Entry) => boolean): Entry[] {
     const out: Entry[] = [];
     for (const series of this.allSeries) {
-      for (const entry of series.entries.values()) if (!filter || filter(entry)) out.push(entry);
+      for (let e = series.head; e !== undefined; e = e.next) if (!filter || filter(e)) out.push(e);
     }
     return out;
   }
@@ -692,9 +737,9 @@ export class Tracker implements ResourceTracker {
       // Entries of a series are in opening order: stop at the first one too young to be stale.
       const candidates: Entry[] = [];
       for (const series of this.allSeries) {
-        for (const entry of series.entries.values()) {
-          if (entry.openedAt > cutoff) break;
-          candidates.push(entry);
+        for (let e = series.head; e !== undefined; e = e.next) {
+          if (e.openedAt > cutoff) break;
+          candidates.push(e);
         }
       }
       const events: LeakEvent[] = [];
@@ -889,7 +934,7 @@ export class Tracker implements ResourceTracker {
       if ((entry.state & REGISTERED) !== 0) this.registry.unregister(entry);
       entry.state |= RELEASED;
     }
-    for (const series of this.allSeries) series.entries.clear();
+    for (const series of this.allSeries) series.clear();
     this.live = 0;
     this.listeners.clear();
     this.sections.clear();
