@@ -53,6 +53,10 @@ describe('each API family is tracked and released on close', () => {
     const fh = await fsp.open(file, 'r');
     expect(active()['fs.filehandle']).toBe(1);
     await fh.close();
+    // released by close() itself (its span ends), not by a report's check of open descriptors
+    expect(spansOf('fs.filehandle').map((s) => s.attributes['trustflow.close.cause'])).toEqual([
+      undefined,
+    ]);
     expect(active()['fs.filehandle']).toBe(0);
   });
 
@@ -155,8 +159,11 @@ describe('forgotten resources are reported with the line that created them', () 
     );
     expect(sites('fs.watcher')).toEqual([expect.stringMatching(siteOf(here, 'MARK:watcher'))]);
     for (const leak of report.leaks) expect(leak.reason).toBe('open-at-exit');
-    const fdLeak = report.leaks.find((l) => l.kind === 'fs.fd');
-    expect(fdLeak?.sample.attributes['file.path']).toBe(file);
+    for (const kind of ['fs.fd', 'fs.filehandle']) {
+      const leak = report.leaks.find((l) => l.kind === kind);
+      expect(leak?.sample.attributes['file.path']).toBe(file);
+      expect(leak?.sample.attributes['trustflow.fs.fd']).toEqual(expect.any(Number));
+    }
 
     fs.closeSync(fd);
     fs.closeSync(fdAsync);
@@ -184,6 +191,7 @@ describe('forgotten resources are reported with the line that created them', () 
     }
     expect(leaks.map((l) => [l.kind, l.reason])).toEqual([['fs.filehandle', 'gc-unreleased']]);
     expect(leaks[0]?.site).toMatch(siteOf(here, 'MARK:dropped-filehandle'));
+    expect(leaks[0]?.attributes['file.path']).toBe(file);
     expect(active()['fs.filehandle']).toBe(0);
   });
 
@@ -213,6 +221,7 @@ describe('forgotten resources are reported with the line that created them', () 
       // found at the reuse, before the warning
       expect(leaks.map((l) => [l.kind, l.reason])).toEqual([['fs.filehandle', 'gc-unreleased']]);
       expect(leaks[0]?.site).toMatch(siteOf(here, 'MARK:reused-filehandle'));
+      expect(leaks[0]?.attributes).toMatchObject({ 'file.path': file, 'trustflow.fs.fd': fd });
       await collectGarbage();
       expect(leaks).toHaveLength(1);
       // the new descriptor is the one open now
