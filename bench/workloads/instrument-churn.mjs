@@ -17,10 +17,21 @@ const workload = process.argv[2];
 await globalThis[Symbol.for('@trustflow/instrument')]?.ready;
 const quick = process.env.BENCH_QUICK === '1';
 
+// Warm-up, by time: until V8 has optimized the hot code of the configuration (the preload's
+// wrappers and tracker as well as the workload), so that what is measured is the steady state.
+// With a few hundred rounds of warm-up, the optimizing compiler's background threads were still
+// busy with the preload's code in the measured window (about 100 ms of CPU on a 0.7 s window).
+const warmupMs = Number(process.env.BENCH_WARMUP_MS ?? (quick ? 500 : 1500));
+
 /** Operations per wall second, and per CPU second of this process (steadier on a busy machine). */
 let cpuRate = 0;
-async function timed(n, round, warmup, parallel = 1) {
-  for (let i = 0; i < warmup; i++) await round();
+async function timed(n, round, parallel = 1) {
+  const warm = performance.now() + warmupMs;
+  await Promise.all(
+    Array.from({ length: parallel }, async () => {
+      while (performance.now() < warm) await round();
+    }),
+  );
   let left = n;
   const start = performance.now();
   const cpu = process.cpuUsage();
@@ -46,7 +57,7 @@ async function tcp() {
       s.on('close', resolve);
       s.resume();
     });
-  const ops = await timed(quick ? 2000 : 6000, round, 300, 8);
+  const ops = await timed(quick ? 2000 : 6000, round, 8);
   server.close();
   return ops;
 }
@@ -61,7 +72,7 @@ async function fs() {
     await handle.close();
     closeSync(openSync(file, 'r'));
   };
-  const ops = await timed(quick ? 4000 : 12_000, round, 500, 4);
+  const ops = await timed(quick ? 4000 : 12_000, round, 4);
   await rm(file, { force: true });
   return ops;
 }
@@ -75,7 +86,7 @@ async function awaits() {
     return x;
   };
   // ops = awaited calls (3 per mid() call, 100 per round)
-  const rate = (await timed(quick ? 3000 : 10_000, round, 300)) * 300;
+  const rate = (await timed(quick ? 3000 : 10_000, round)) * 300;
   cpuRate *= 300;
   return rate;
 }

@@ -94,7 +94,7 @@ async function bulkMiBPerSecond(duration) {
 
 /** Runs `measure`, and returns the work per second of CPU time and per second of wall time. */
 async function timed(measure) {
-  await measure(Math.min(300, ms / 2)); // warm-up
+  await measure(Number(process.env.BENCH_WARMUP_MS ?? Math.min(300, ms / 2))); // warm-up
   const cpuBefore = process.cpuUsage();
   const wallStart = performance.now();
   const perWallSecond = await measure(ms);
