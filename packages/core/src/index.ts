@@ -15,6 +15,7 @@ export {
   type LifetimeScopeMetrics,
   lifetimeProducer,
 } from './internal/lifetime-producer.js';
+export { LiveList } from './internal/live-list.js';
 export { createPluginHost, definePlugin, type PluginHost } from './internal/plugins.js';
 export { openFdCount } from './internal/proc.js';
 export { ATTR_KIND, ATTR_REASON, ATTR_SITE } from './internal/telemetry.js';
@@ -28,6 +29,7 @@ export type {
   LeakEvent,
   LeakGroup,
   LeakReason,
+  LiveNode,
   OpenResource,
   PluginContext,
   PluginDefinition,

@@ -288,6 +288,12 @@ export interface PluginContext {
   readonly active: boolean;
 }
 
+/** What `LiveList.add` returns: the resource and its handle, both cleared once removed. */
+export interface LiveNode<R> {
+  readonly resource: R | undefined;
+  readonly handle: ResourceHandle | undefined;
+}
+
 /** A plugin: `enable` is idempotent; `disable` restores every original. (contract) */
 export interface TrustflowPlugin {
   readonly name: string;

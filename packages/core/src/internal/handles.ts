@@ -1,6 +1,7 @@
 import { executionAsyncId } from 'node:async_hooks';
 import timers from 'node:timers';
-import type { ResourceHandle, TrackOptions, TrustflowPlugin } from '../types.js';
+import type { LiveNode, TrackOptions, TrustflowPlugin } from '../types.js';
+import { LiveList } from './live-list.js';
 import { definePlugin } from './plugins.js';
 import { kInternal, type Tracker } from './tracker.js';
 
@@ -48,7 +49,7 @@ export function createHandlesSource(): TrustflowPlugin {
       // than WeakMap entries, which cost the garbage collector more than the timers themselves.
       const kHandle = Symbol('trustflow.timer.handle');
       const kOwnId = Symbol('trustflow.timer.ownId');
-      type Tagged = object & { [kHandle]?: ResourceHandle; [kOwnId]?: number };
+      type Tagged = object & { [kHandle]?: LiveNode<undefined>; [kOwnId]?: number };
       /**
        * Timers whose number (`+timer`) was taken, by that number as a string: clearTimeout()
        * accepts it as a number or a string, as Node's own table (an object) does.
@@ -71,19 +72,25 @@ export function createHandlesSource(): TrustflowPlugin {
         (timer as Tagged)[kOwnId] = id;
       };
 
-      /** Open handles of this source, released on disable (when nothing would release them). */
-      const live = new Set<ResourceHandle>();
-      const end = (handle: ResourceHandle | undefined) => {
-        if (handle === undefined || handle.released) return;
-        live.delete(handle);
-        handle.release();
+      /** Open resources of this source, released on disable (when nothing would release them). */
+      // (the nodes hold handles only: the resources are held by Node while they are open)
+      const live = new LiveList<undefined>();
+      const end = (node: LiveNode<undefined> | undefined) => {
+        if (node === undefined) return;
+        const handle = node.handle;
+        live.remove(node);
+        if (handle !== undefined && !handle.released) handle.release();
+      };
+      /** Tracked once, and released since (refresh() re-tracks those). */
+      const wasTracked = (timer: object) => {
+        const node = (timer as Tagged)[kHandle];
+        return node !== undefined && node.handle?.released !== false;
       };
 
       const trackTimer = (timer: object) => {
         const handle = tracker.track(timer as TimerLike, TIMER);
         if (handle.released) return;
-        (timer as Tagged)[kHandle] = handle;
-        live.add(handle);
+        (timer as Tagged)[kHandle] = live.add(undefined, handle);
       };
       const disown = (timer: object) => {
         const id = (timer as Tagged)[kOwnId];
@@ -188,7 +195,7 @@ export function createHandlesSource(): TrustflowPlugin {
           (original) =>
             function (this: TimerLike & object, ...args: unknown[]) {
               const result = Reflect.apply(original, this, args);
-              if (ctx.active && (this as Tagged)[kHandle]?.released && this._destroyed === false) {
+              if (ctx.active && wasTracked(this) && this._destroyed === false) {
                 guarded('Timeout.refresh', trackTimer, this);
               }
               return result;
@@ -203,7 +210,7 @@ export function createHandlesSource(): TrustflowPlugin {
           (original) =>
             function (this: object, ...args: unknown[]) {
               const n = Reflect.apply(original, this, args);
-              if (ctx.active && (this as Tagged)[kHandle]?.released === false) {
+              if (ctx.active && (this as Tagged)[kHandle]?.handle?.released === false) {
                 byNumber.set(String(n), this);
                 numberOf.set(this, String(n));
               }
@@ -221,15 +228,14 @@ export function createHandlesSource(): TrustflowPlugin {
           if (!ctx.active || typeof resource?.once !== 'function') return;
           const handle = tracker.track(resource, spec);
           if (handle.released) return;
-          live.add(handle);
-          const ended = () => end(handle);
+          const node = live.add(undefined, handle);
+          const ended = () => end(node);
           for (const event of endEvents) resource.once(event, ended);
         });
       }
 
       return () => {
-        for (const handle of live) handle.release();
-        live.clear();
+        for (const { handle } of live.drain()) handle?.release();
         byNumber.clear();
       };
     },
