@@ -4,6 +4,8 @@ import {
   type Attributes,
   type CreationSite,
   definePlugin,
+  LiveList,
+  type LiveNode,
   type PluginContext,
   type ReleaseOptions,
   type ResourceHandle,
@@ -88,8 +90,8 @@ interface ServerLike {
 }
 
 /**
- * A tracked socket or server carries its handle under a symbol of the enabled plugin instance (a
- * property is cheaper than a WeakMap entry on this path), and sits in the plugin's live set
+ * A tracked socket or server carries its node of the plugin's live list (its handle) under a
+ * symbol of the enabled plugin instance (a property is cheaper than a WeakMap entry on this path)
  * until it closes: held strongly, since an open socket or a listening server is never collected.
  */
 type Tagged = (SocketLike | ServerLike) & Record<symbol, unknown>;
@@ -206,10 +208,11 @@ function setup(ctx: PluginContext, options: Required<NetPluginOptions>): () => v
   const kHandle = Symbol('trustflow.net.handle');
   const kTimedOut = Symbol('trustflow.net.timedOut');
   const kTimeoutListener = Symbol('trustflow.net.timeoutListener');
-  const handleOf = (resource: object) =>
-    (resource as Tagged)[kHandle] as ResourceHandle | undefined;
+  const nodeOf = (resource: object) =>
+    (resource as Tagged)[kHandle] as LiveNode<Tagged> | undefined;
+  const handleOf = (resource: object) => nodeOf(resource)?.handle;
   /** Open sockets and listening servers, held until they close (for disable and the inventory). */
-  const live = new Set<Tagged>();
+  const live = new LiveList<Tagged>();
   let sweepAt = 256;
   const servers = new WeakMap<object, ServerInfo>();
   const listening = new WeakMap<object, CreationSite | undefined>();
@@ -231,8 +234,7 @@ function setup(ctx: PluginContext, options: Required<NetPluginOptions>): () => v
   }
 
   function remember(resource: Tagged, handle: ResourceHandle): void {
-    resource[kHandle] = handle;
-    live.add(resource);
+    resource[kHandle] = live.add(resource, handle);
     if (live.size >= sweepAt) sweep();
   }
 
@@ -241,10 +243,10 @@ function setup(ctx: PluginContext, options: Required<NetPluginOptions>): () => v
    * 'close' (their listeners were removed). Runs when the map has doubled since the last sweep.
    */
   function sweep(): void {
-    for (const resource of live) {
-      const handle = handleOf(resource);
-      if (handle === undefined || handle.released) live.delete(resource);
-      else if ((resource as SocketLike).destroyed === true)
+    for (const node of live.nodes()) {
+      const resource = node.resource;
+      if (node.handle === undefined || node.handle.released) live.remove(node);
+      else if ((resource as SocketLike | undefined)?.destroyed === true)
         socketClosed(resource as SocketLike, false);
     }
     sweepAt = Math.max(256, live.size * 2);
@@ -260,10 +262,11 @@ function setup(ctx: PluginContext, options: Required<NetPluginOptions>): () => v
 
   function socketClosed(socket: SocketLike, hadError: unknown): void {
     const tagged = socket as Tagged;
-    const handle = handleOf(socket);
+    const node = nodeOf(socket);
+    const handle = node?.handle;
     if (handle === undefined) return;
     tagged[kHandle] = undefined;
-    live.delete(tagged);
+    live.remove(node!);
     if (handle.released) return;
     if (!handle.recording) {
       // bytes, cause and error only go on the span
@@ -464,10 +467,11 @@ function setup(ctx: PluginContext, options: Required<NetPluginOptions>): () => v
         function (this: object, ...args: unknown[]) {
           if (ctx.active) {
             try {
-              const handle = handleOf(this);
+              const node = nodeOf(this);
+              const handle = node?.handle;
               if (handle !== undefined) {
                 (this as Tagged)[kHandle] = undefined;
-                live.delete(this as Tagged);
+                live.remove(node!);
                 handle.release({ details: { [ATTR_CAUSE]: 'close' } });
               }
             } catch (error) {
@@ -489,8 +493,8 @@ function setup(ctx: PluginContext, options: Required<NetPluginOptions>): () => v
 
   // Descriptors of live sockets and servers, for the fd inventory of @trustflow/plugin-fs.
   const provider: FdProvider = (add) => {
-    for (const resource of live) {
-      const fd = resource._handle?.fd;
+    for (const node of live.nodes()) {
+      const fd = node.resource?._handle?.fd;
       if (typeof fd === 'number' && fd >= 0) add(fd);
     }
   };
@@ -499,11 +503,9 @@ function setup(ctx: PluginContext, options: Required<NetPluginOptions>): () => v
   return () => {
     fdProviders().delete(provider);
     const details = { details: { [ATTR_CAUSE]: 'plugin-disabled' } };
-    for (const resource of live) {
-      const handle = handleOf(resource);
-      resource[kHandle] = undefined;
+    for (const { resource, handle } of live.drain()) {
+      if (resource !== undefined) resource[kHandle] = undefined;
       handle?.release(details);
     }
-    live.clear();
   };
 }
