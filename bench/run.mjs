@@ -17,7 +17,7 @@ const QUICK_BUDGETS = {
   compare: 75,
   detection: 30,
   core: 20,
-  instrument: 15,
+  instrument: 35,
   'trustflow-node': 12,
   'fs-net': 10,
   libp2p: 10,

@@ -21,7 +21,7 @@ const quick = process.env.BENCH_QUICK === '1';
 // wrappers and tracker as well as the workload), so that what is measured is the steady state.
 // With a few hundred rounds of warm-up, the optimizing compiler's background threads were still
 // busy with the preload's code in the measured window (about 100 ms of CPU on a 0.7 s window).
-const warmupMs = Number(process.env.BENCH_WARMUP_MS ?? (quick ? 300 : 1500));
+const warmupMs = Number(process.env.BENCH_WARMUP_MS ?? (quick ? 1000 : 1500));
 
 /** Operations per wall second, and per CPU second of this process (steadier on a busy machine). */
 let cpuRate = 0;
