@@ -133,7 +133,10 @@ export function fsPlugin(init?: FsPluginOptions): TrustflowPlugin {
 
 function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => void {
   const { tracker } = ctx;
-  const procfs = hasProcFd();
+  // The descriptors open now (for the inventory) are listed first: a listing that works also
+  // tells that /proc/self/fd is there, without reading the directory twice.
+  const openAtEnable = options.inventory ? listOpenFds() : null;
+  const procfs = openAtEnable !== null || hasProcFd();
   const owners = new FdTable<Owner>();
   const live = new LiveSet<ResourceHandle>();
   const streamOwners = new WeakMap<object, Owner>();
@@ -742,7 +745,7 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
   const inventoryOn = options.inventory && procfs;
   if (!inventoryOn) return () => release();
 
-  const atEnable = new Set((listOpenFds() ?? []).map((f) => `${f.fd} ${f.target}`));
+  const atEnable = new Set((openAtEnable ?? []).map((f) => `${f.fd} ${f.target}`));
 
   const takeInventory = (): { all: OpenFd[]; untracked: OpenFd[] } | null => {
     const all = listOpenFds();
