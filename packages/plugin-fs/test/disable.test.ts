@@ -98,6 +98,8 @@ describe('disable', () => {
     const { f, file } = fixture();
     const open = fs.openSync(file, 'r');
     const stream = fs.createReadStream(file);
+    const handle = await fsp.open(file, 'r');
+    const dir = await fsp.opendir(f.dir);
     f.plugin.disable();
     const snapshot = f.tracker.snapshot();
     expect(Object.values(snapshot.active).every((n) => n === 0)).toBe(true);
@@ -107,6 +109,8 @@ describe('disable', () => {
     );
     await exercise(f.dir, file);
     fs.closeSync(open);
+    await handle.close();
+    await dir.close();
     stream.destroy();
     await once(stream, 'close');
     expect(f.tracker.snapshot().opened).toEqual(snapshot.opened);

@@ -171,7 +171,7 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
     } else {
       owner.handle.release(cause ? { details: { [ATTR_CAUSE]: cause } } : undefined);
     }
-    if (owner.ref !== undefined) live.delete(owner.handle);
+    if (owner.stream !== undefined) live.delete(owner.handle);
   }
 
   /**
@@ -281,7 +281,7 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
     });
     if (owner.handle.released) return; // declined: ignored, untracked, shut down
     fileHandleOwners.set(handleObject, owner);
-    live.add(owner.handle);
+    // (not in `live`: it is in `owners` by its number until it is released, which disable drains)
     claim(handleObject.fd, owner);
     handleObject.on('close', onFileHandleClose);
   }
