@@ -81,9 +81,10 @@ const DEFAULTS = {
 /** Open resources of one kind and one low-cardinality attribute set. */
 class Series implements SeriesView, LifetimeTarget {
   /**
-   * Open entries, oldest first: a list threaded through the entries themselves. Opening and
-   * closing a resource then writes a few fields of objects it touches anyway, where a Map keyed
-   * by id would hash into a table that churns with every open and close.
+   * Open entries, oldest first: a list threaded through the entries themselves (no node object
+   * per resource, as a plugin's LiveList has). Opening and closing a resource then writes a few
+   * fields of objects it touches anyway, where a Map keyed by id would hash into a table that
+   * churns with every open and close.
    */
   head: Entry | undefined = undefined;
   tail: Entry | undefined = undefined;
@@ -109,6 +110,7 @@ class Series implements SeriesView, LifetimeTarget {
     return this.head?.openedAt;
   }
   add(entry: Entry): void {
+    entry.state |= LINKED;
     const tail = this.tail;
     entry.prev = tail;
     if (tail === undefined) this.head = entry;
@@ -492,7 +494,6 @@ export class Tracker implements ResourceTracker {
       );
       if (span.isRecording()) entry.span = span;
     }
-    entry.state |= LINKED;
     series.add(entry);
     series.kindState.live++;
     this.live++;
