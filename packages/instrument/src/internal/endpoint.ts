@@ -127,7 +127,15 @@ export function startEndpoint(o: EndpointOptions): Endpoint {
         server = undefined;
         resolve();
       });
+      // node:http starts a connection-checking interval when the server listens, from a
+      // 'listening' listener of its own, a tick after listen(): outside untracked(), so it would
+      // count as one of the application's timers. Run that listener ourselves, inside.
+      const checker = s
+        .listeners('listening')
+        .find((l) => (l as { name?: string }).name === 'setupConnectionsTracking');
+      if (checker !== undefined) s.removeListener('listening', checker as () => void);
       s.once('listening', () => {
+        if (checker !== undefined) tracker.untracked(() => Reflect.apply(checker, s, []));
         const h = (s as unknown as { _handle?: object })._handle;
         if (h) tracker.ignore(h);
         const address = s.address() as AddressInfo;

@@ -383,10 +383,13 @@ export class Runtime implements Instrumentation, ActiveInstrumentation {
 
   private scheduleStart(): void {
     this.tracker.untracked(() => {
-      const immediate = setImmediate(() => this.start());
-      // In the preload, a program that ends before its first event-loop turn starts nothing.
-      if (this.mode === 'preload') immediate.unref();
-      this.cleanups.push(() => clearImmediate(immediate));
+      const timer = setTimeout(() => this.start(), 0);
+      // In the preload, a program that ends before its first event-loop turn starts nothing. An
+      // unref'd timer, not an unref'd setImmediate: that one only runs once something else wakes
+      // the event loop (a server nobody connects to, a program waiting on a long timer: the
+      // endpoint would not listen until then). An unref'd timer still bounds the loop's wait.
+      if (this.mode === 'preload') timer.unref();
+      this.cleanups.push(() => clearTimeout(timer));
     });
   }
 
