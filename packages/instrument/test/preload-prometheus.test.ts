@@ -89,6 +89,26 @@ describe('the metrics endpoint', () => {
     expect((await get(`${base}/nothing-here`)).status).toBe(404);
   });
 
+  it('listens while the program waits on a timer and does nothing else (no I/O to wake the loop)', async () => {
+    // The endpoint starts in the first event-loop turn. From an unref'd setImmediate it did not:
+    // that runs only once something else wakes the loop, here the program's timer 15 s later.
+    const port = await freePort();
+    const app = start(NODE24, ['--import', PRELOAD, fixture('app-sleep.mjs'), '15000'], {
+      env: cleanEnv({ OTEL_EXPORTER_PROMETHEUS_PORT: String(port) }),
+    });
+    let ended = false;
+    void app.exited.then(() => {
+      ended = true;
+    });
+    const status = await eventually(
+      async () => (await get(`http://127.0.0.1:${port}/metrics`)).status,
+      'the metrics endpoint',
+      10_000,
+    );
+    expect(status).toBe(200);
+    expect(ended).toBe(false);
+  });
+
   it('TRUSTFLOW_REPORT_ENDPOINT=off leaves only /metrics', async () => {
     const { base } = await instrumentedApp({ TRUSTFLOW_REPORT_ENDPOINT: 'off' });
     expect((await get(`${base}/trustflow/report`)).status).toBe(404);
