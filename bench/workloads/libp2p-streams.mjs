@@ -102,7 +102,15 @@ async function timed(measure) {
   const cpu = process.cpuUsage(cpuBefore);
   const cpuSeconds = (cpu.user + cpu.system) / 1e6;
   const work = perWallSecond * wallSeconds;
-  return { perCpuSecond: work / cpuSeconds, perWallSecond, cpuShare: cpuSeconds / wallSeconds };
+  return {
+    perCpuSecond: work / cpuSeconds,
+    perWallSecond,
+    cpuShare: cpuSeconds / wallSeconds,
+    // for pooling over runs
+    work,
+    cpuSeconds,
+    wallSeconds,
+  };
 }
 
 // The machine may be shared: the main figure is work per second of this process's CPU time
