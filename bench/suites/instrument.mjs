@@ -14,7 +14,9 @@ const PRELOAD = fileURLToPath(
 );
 
 export async function run({ quick }) {
-  const reps = quick ? 3 : 5;
+  // 7 runs in full mode: the churn loops move by a few percent between runs, as much as the
+  // targets' margins
+  const reps = quick ? 3 : 7;
   const rows = [];
   const plain = { name: 'plain node', env: { BENCH_QUICK: quick ? '1' : '0' } };
   const preload = {
@@ -77,16 +79,23 @@ export async function run({ quick }) {
       ['', c.unit, (r) => r.value],
       [' (per CPU-second)', `${c.unit.split('/')[0]}/CPU-s`, (r) => r.cpu],
     ]) {
+      const base = results.find((r) => r.name === plain.name);
       for (const r of results) {
+        // the spread of the ratios of the runs taken side by side (run i of each configuration)
+        const ratios = r.results.map((result, i) => pick(result) / pick(base.results[i]));
+        const spread =
+          r === base
+            ? ''
+            : `runs ${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)}x`;
         rows.push({
           case: `${c.label}${suffix}`,
           config: r.name,
           value: median(r.results.map(pick)),
           unit,
           better: 'higher',
-          baseline: r.name === plain.name,
+          baseline: r === base,
           peakRssBytes: r.peakRssBytes,
-          target: r.name === preload.name ? c.target : '',
+          target: r.name === preload.name ? `${c.target}; ${spread}` : spread,
         });
       }
     }

@@ -51,7 +51,10 @@ export async function run({ quick }) {
         return sum('work') / sum(time);
       };
       const rate = (r, config) => r[config][key].work / r[config][key][time];
-      const paired = (a, b) => median(rounds.map((r) => rate(r, a) / rate(r, b)));
+      const paired = (a, b) => {
+        const ratios = rounds.map((r) => rate(r, a) / rate(r, b));
+        return `${x(median(ratios))} (${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)})`;
+      };
       for (const config of CONFIGS) {
         rows.push({
           case: `${label}, ${suffix}, ${reps} runs pooled`,
@@ -62,9 +65,9 @@ export async function run({ quick }) {
           baseline: config === 'none',
           target:
             config === 'ours'
-              ? `>= 0.95x none, >= 1x prometheus (${x(pooled('ours') / pooled('prometheus'))}); median within rounds: ${x(paired('ours', 'none'))} none, ${x(paired('ours', 'prometheus'))} prometheus`
+              ? `>= 0.95x none, >= 1x prometheus (${x(pooled('ours') / pooled('prometheus'))}); median (range) within rounds: ${paired('ours', 'none')} none, ${paired('ours', 'prometheus')} prometheus`
               : config === 'prometheus'
-                ? `median within rounds: ${x(paired('prometheus', 'none'))} none`
+                ? `median (range) within rounds: ${paired('prometheus', 'none')} none`
                 : '',
           peakRssBytes: rss[config],
         });

@@ -57,7 +57,7 @@ async function tcp() {
       s.on('close', resolve);
       s.resume();
     });
-  const ops = await timed(quick ? 2000 : 6000, round, 8);
+  const ops = await timed(quick ? 2000 : 24_000, round, 8);
   server.close();
   return ops;
 }
@@ -72,7 +72,7 @@ async function fs() {
     await handle.close();
     closeSync(openSync(file, 'r'));
   };
-  const ops = await timed(quick ? 4000 : 12_000, round, 4);
+  const ops = await timed(quick ? 4000 : 36_000, round, 4);
   await rm(file, { force: true });
   return ops;
 }
