@@ -3,7 +3,10 @@
 // never opens a socket or a FileHandle. A plugin can instead name the builtins whose loading
 // means its patches are needed; they are then applied when the application first asks for one
 // of them (require, import, process.getBuiltinModule), before the application gets it.
-import * as nodeModule from 'node:module';
+
+// (not `import * as`: a bundler copies a namespace import of a builtin into a new object, property
+// by property, at load)
+const nodeModule = process.getBuiltinModule('node:module') as typeof import('node:module');
 
 interface Trigger {
   readonly ids: readonly string[];

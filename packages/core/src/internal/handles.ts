@@ -1,9 +1,12 @@
 import { executionAsyncId } from 'node:async_hooks';
-import timers from 'node:timers';
 import type { LiveNode, TrackOptions, TrustflowPlugin } from '../types.js';
 import { LiveList } from './live-list.js';
 import { definePlugin } from './plugins.js';
 import { kInternal, type Tracker } from './tracker.js';
+
+// the module object itself, whose functions are wrapped (a default import would be a bundler's
+// copy of it)
+const timers = process.getBuiltinModule('node:timers') as typeof import('node:timers');
 
 type Fn = (...args: any[]) => any;
 

@@ -1,5 +1,7 @@
-import * as nodeModule from 'node:module';
 import { dirname, join } from 'node:path';
+
+// (not `import * as`: a bundler copies a namespace import of a builtin into a new object at load)
+const nodeModule = process.getBuiltinModule('node:module') as typeof import('node:module');
 
 const MARK = 'trustflow-libp2p';
 

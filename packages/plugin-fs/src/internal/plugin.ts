@@ -1,4 +1,3 @@
-import fs from 'node:fs';
 import type * as Fsp from 'node:fs/promises';
 import { resolve } from 'node:path';
 import {
@@ -15,6 +14,10 @@ import type { FdInventory, FdType, FsPluginOptions } from '../types.js';
 import { fdPosition, hasProcFd, isOpenFd, listOpenFds, type OpenFd } from './inventory.js';
 import { fdProviders } from './registry.js';
 import { FdTable, LiveSet, pathString } from './wrap.js';
+
+// the module object itself, whose functions are wrapped (a default import would be a bundler's
+// copy of it, built property by property at load)
+const fs = process.getBuiltinModule('node:fs') as typeof import('node:fs');
 
 export const KIND_FD = 'fs.fd';
 export const KIND_FILEHANDLE = 'fs.filehandle';
