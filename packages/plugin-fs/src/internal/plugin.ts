@@ -34,6 +34,15 @@ const ATTR_STREAM_DIRECTION = 'trustflow.fs.stream.direction';
 const ATTR_WATCHER_TYPE = 'trustflow.fs.watcher.type';
 const ATTR_FD_TYPE = 'trustflow.fd.type';
 
+/**
+ * `{ [ATTR_PATH]: path, [ATTR_FD]: fd }` for the hot paths, with plain keys: V8 builds an object
+ * literal with computed keys through a runtime call per key.
+ */
+const pathAndFd = (path: string, fd: number): Attributes => ({
+  'file.path': path,
+  'trustflow.fs.fd': fd,
+});
+
 const READ_STREAM: Attributes = Object.freeze({ [ATTR_STREAM_DIRECTION]: 'read' });
 const WRITE_STREAM: Attributes = Object.freeze({ [ATTR_STREAM_DIRECTION]: 'write' });
 const WATCH: Attributes = Object.freeze({ [ATTR_WATCHER_TYPE]: 'watch' });
@@ -143,7 +152,6 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
   const owners = new FdTable<Owner>();
   const live = new LiveSet<ResourceHandle>();
   const streamOwners = new WeakMap<object, Owner>();
-  const fileHandleOwners = new WeakMap<object, Owner>();
   const dirs = new WeakMap<object, { handle: ResourceHandle; path: string }>();
   const dirPaths = new Map<string, number>();
   const watchers = new WeakMap<object, { handle: ResourceHandle; inotify: boolean }>();
@@ -231,20 +239,40 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
     const p = pathString(path);
     const handle = tracker.track(fd, site === undefined ? fdSpec : { ...fdSpec, site });
     if (handle.released) return; // declined: inside tracker.untracked(), or shut down
-    if (handle.recording) handle.annotate({ [ATTR_PATH]: p, [ATTR_FD]: fd });
+    if (handle.recording) handle.annotate(pathAndFd(p, fd));
     claim(fd, new Owner(handle, fd, undefined, p, undefined));
   }
 
-  function onFileHandleClose(this: object): void {
+  function releaseFileHandle(owner: Owner): void {
     try {
-      const owner = fileHandleOwners.get(this);
-      if (owner === undefined) return;
-      fileHandleOwners.delete(this);
       if (owners.get(owner.fd) === owner) owners.delete(owner.fd);
       if (!owner.handle.released) releaseOwner(owner, undefined);
     } catch (error) {
       ctx.reportError('FileHandle close', error);
     }
+  }
+
+  /**
+   * Releases `owner` when its FileHandle is closed. `close` is an own property of every FileHandle
+   * (a class field), so it is wrapped on the instance, by a function that holds the owner: cheaper
+   * than a 'close' listener and a lookup of the FileHandle's owner. Where it cannot be replaced,
+   * the 'close' event (emitted by close()) does it.
+   */
+  function watchClose(handleObject: { close?: unknown } & EmitterLike, owner: Owner): void {
+    const original = handleObject.close;
+    if (typeof original === 'function') {
+      const wrapper = function close(this: unknown, ...args: unknown[]) {
+        releaseFileHandle(owner);
+        return Reflect.apply(original, this, args);
+      };
+      try {
+        handleObject.close = wrapper;
+      } catch {
+        // read-only: the listener below
+      }
+      if (handleObject.close === wrapper) return;
+    }
+    handleObject.on('close', () => releaseFileHandle(owner));
   }
 
   /**
@@ -269,8 +297,10 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
   process.on('warning', onWarning);
 
   function trackFileHandle(fh: unknown, path: unknown, site: CreationSite | undefined): void {
-    const handleObject = fh as { fd: number } & EmitterLike;
-    if (typeof handleObject?.fd !== 'number' || fileHandleOwners.has(handleObject)) return;
+    const handleObject = fh as { fd: number; close?: unknown } & EmitterLike;
+    if (typeof handleObject?.fd !== 'number') return;
+    // tracked already (the same FileHandle through two wrapped entry points)
+    if (owners.get(handleObject.fd)?.ref?.deref() === handleObject) return;
     const p = pathString(path);
     const owner = new Owner(NO_HANDLE, handleObject.fd, new WeakRef(handleObject), p, undefined);
     owner.handle = tracker.track(handleObject, {
@@ -279,14 +309,13 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
       gc: false,
       close: closeFileHandle as never,
       activity: fileHandleActivityProbe as never,
-      details: { [ATTR_PATH]: p, [ATTR_FD]: handleObject.fd },
+      details: pathAndFd(p, handleObject.fd),
       site,
     });
     if (owner.handle.released) return; // declined: ignored, untracked, shut down
-    fileHandleOwners.set(handleObject, owner);
     // (not in `live`: it is in `owners` by its number until it is released, which disable drains)
     claim(handleObject.fd, owner);
-    handleObject.on('close', onFileHandleClose);
+    watchClose(handleObject, owner);
   }
 
   // --- streams --------------------------------------------------------------------------------
