@@ -69,6 +69,22 @@ describe('each API family is tracked and released on close', () => {
     expect(active()['fs.filehandle']).toBe(0);
   });
 
+  it('a FileHandle closed by its own stream, and closed twice', async () => {
+    const fh = await fsp.open(file, 'r');
+    const stream = fh.createReadStream();
+    for await (const _ of stream) {
+      // drain: the stream closes the FileHandle at its end (autoClose)
+    }
+    await (stream.closed ? Promise.resolve() : once(stream, 'close'));
+    expect(active()['fs.filehandle']).toBe(0);
+    await fh.close(); // a second close is Node's no-op, and releases nothing twice
+    expect(f.tracker.snapshot().closed['fs.filehandle']).toBe(1);
+    expect(fh.close.name).toBe('close');
+    expect(spansOf('fs.filehandle').map((s) => s.attributes['trustflow.close.cause'])).toEqual([
+      undefined,
+    ]);
+  });
+
   it('read and write streams', async () => {
     const reader = fs.createReadStream(file);
     const writer = fs.createWriteStream(join(f.dir, 'copy.txt'));
