@@ -102,6 +102,20 @@ describe('each API family is tracked and released on close', () => {
     expect(written?.attributes['trustflow.fs.bytes_written']).toBe(1600);
   });
 
+  it('fs.promises.open: the caller gets the promise it would get without the plugin', async () => {
+    const missing = join(f.dir, 'missing.txt');
+    const failing = fsp.open(missing, 'r');
+    // the same promise the wrapped function returned: a rejection reaches the caller alone
+    // (an unhandled rejection of a second promise would fail this test run)
+    await expect(failing).rejects.toMatchObject({ code: 'ENOENT' });
+    // a FileHandle is tracked before the caller's own reaction runs
+    const opened = fsp.open(file, 'r');
+    const seen = await opened.then((fh) => [fh, active()['fs.filehandle']] as const);
+    expect(seen[1]).toBe(1);
+    await seen[0].close();
+    expect(f.tracker.snapshot().opened['fs.filehandle']).toBe(1);
+  });
+
   it('a stream that fails to open is released with its error', async () => {
     const reader = fs.createReadStream(join(f.dir, 'missing.txt'));
     const [error] = await once(reader, 'error');
