@@ -102,11 +102,10 @@ describe('each API family is tracked and released on close', () => {
     expect(written?.attributes['trustflow.fs.bytes_written']).toBe(1600);
   });
 
-  it('fs.promises.open: the caller gets the promise it would get without the plugin', async () => {
+  it('fs.promises.open: a rejection reaches the caller alone; the FileHandle is tracked first', async () => {
     const missing = join(f.dir, 'missing.txt');
     const failing = fsp.open(missing, 'r');
-    // the same promise the wrapped function returned: a rejection reaches the caller alone
-    // (an unhandled rejection of a second promise would fail this test run)
+    // (an unhandled rejection of a promise of the plugin's own would fail this test run)
     await expect(failing).rejects.toMatchObject({ code: 'ENOENT' });
     // a FileHandle is tracked before the caller's own reaction runs
     const opened = fsp.open(file, 'r');
