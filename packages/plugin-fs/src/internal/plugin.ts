@@ -4,6 +4,8 @@ import {
   type Attributes,
   type CreationSite,
   definePlugin,
+  LiveList,
+  type LiveNode,
   type PluginContext,
   type ReleaseOptions,
   type ResourceHandle,
@@ -13,7 +15,7 @@ import {
 import type { FdInventory, FdType, FsPluginOptions } from '../types.js';
 import { fdPosition, hasProcFd, isOpenFd, listOpenFds, type OpenFd } from './inventory.js';
 import { fdProviders } from './registry.js';
-import { FdTable, LiveSet, pathString } from './wrap.js';
+import { FdTable, pathString } from './wrap.js';
 
 // the module object itself, whose functions are wrapped (a default import would be a bundler's
 // copy of it, built property by property at load)
@@ -56,6 +58,8 @@ const GC_CLOSE_PREFIX = 'Closing file descriptor ';
 
 /** Who owns an open descriptor number: a tracked fd, FileHandle or stream. */
 class Owner {
+  /** A stream's node in the plugin's live list. */
+  node: LiveNode<undefined> | undefined = undefined;
   constructor(
     public handle: ResourceHandle,
     /** The descriptor number; -1 until a stream has opened its file. */
@@ -150,11 +154,18 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
   const openAtEnable = options.inventory ? listOpenFds() : null;
   const procfs = openAtEnable !== null || hasProcFd();
   const owners = new FdTable<Owner>();
-  const live = new LiveSet<ResourceHandle>();
+  /** Streams, Dirs and watchers (no descriptor number to find them by), for disable. */
+  const live = new LiveList<undefined>();
   const streamOwners = new WeakMap<object, Owner>();
-  const dirs = new WeakMap<object, { handle: ResourceHandle; path: string }>();
+  const dirs = new WeakMap<
+    object,
+    { handle: ResourceHandle; path: string; node: LiveNode<undefined> }
+  >();
   const dirPaths = new Map<string, number>();
-  const watchers = new WeakMap<object, { handle: ResourceHandle; inotify: boolean }>();
+  const watchers = new WeakMap<
+    object,
+    { handle: ResourceHandle; inotify: boolean; node: LiveNode<undefined> }
+  >();
   let inotifyUsers = 0;
   /** The stream whose _construct is running: its open is the stream's, not a new fs.fd. */
   let constructing: Owner | undefined;
@@ -182,7 +193,7 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
     } else {
       owner.handle.release(cause ? { details: { [ATTR_CAUSE]: cause } } : undefined);
     }
-    if (owner.stream !== undefined) live.delete(owner.handle);
+    if (owner.node !== undefined) live.remove(owner.node);
   }
 
   /**
@@ -372,7 +383,7 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
       return;
     }
     streamOwners.set(stream, owner);
-    live.add(owner.handle);
+    owner.node = live.add(undefined, owner.handle);
     stream.on('close', finishStream);
     if (fd < 0) return;
     if (stream.autoClose !== false) {
@@ -401,9 +412,8 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
     });
     if (handle.released) return;
     const resolved = resolve(p);
-    dirs.set(dir, { handle, path: resolved });
+    dirs.set(dir, { handle, path: resolved, node: live.add(undefined, handle) });
     dirPaths.set(resolved, (dirPaths.get(resolved) ?? 0) + 1);
-    live.add(handle);
   }
 
   function releaseDir(dir: unknown): void {
@@ -414,7 +424,7 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
     const count = (dirPaths.get(info.path) ?? 1) - 1;
     if (count > 0) dirPaths.set(info.path, count);
     else dirPaths.delete(info.path);
-    live.delete(info.handle);
+    live.remove(info.node);
     info.handle.release();
   }
 
@@ -422,7 +432,7 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
     const info = watchers.get(watcher);
     if (info === undefined) return;
     watchers.delete(watcher);
-    live.delete(info.handle);
+    live.remove(info.node);
     if (!info.handle.released && info.inotify) inotifyUsers--;
     info.handle.release();
   }
@@ -465,8 +475,7 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
       details: { [ATTR_PATH]: p },
     });
     if (handle.released) return;
-    watchers.set(watcher, { handle, inotify: type === 'watch' });
-    live.add(handle);
+    watchers.set(watcher, { handle, inotify: type === 'watch', node: live.add(undefined, handle) });
     if (type === 'watch') inotifyUsers++;
     (watcher as EmitterLike).on(type === 'watch' ? 'close' : 'stop', onWatcherClose);
     patchWatcherPrototype(watcher, type === 'watch' ? 'close' : 'stop');
@@ -721,7 +730,7 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
     const details = { details: { [ATTR_CAUSE]: 'plugin-disabled' } };
     for (const [, owner] of owners.entries()) owner.handle.release(details);
     owners.clear();
-    for (const handle of live.drain()) handle.release(details);
+    for (const { handle } of live.drain()) handle?.release(details);
     dirPaths.clear();
     inotifyUsers = 0;
   }

@@ -15,36 +15,6 @@ export function pathString(path: unknown): string {
 }
 
 /**
- * Handles of live resources that have no descriptor number to index them by, so that `disable()`
- * can release them. Entries released elsewhere (or garbage-collected) are swept out when the set
- * has doubled since the last sweep, so it never grows past twice the live count.
- */
-export class LiveSet<T extends { readonly released: boolean }> {
-  private readonly items = new Set<T>();
-  private sweepAt = 64;
-
-  add(item: T): void {
-    this.items.add(item);
-    if (this.items.size >= this.sweepAt) {
-      for (const i of this.items) if (i.released) this.items.delete(i);
-      this.sweepAt = Math.max(64, this.items.size * 2);
-    }
-  }
-
-  delete(item: T): void {
-    this.items.delete(item);
-  }
-
-  /** Removes and returns every item. */
-  drain(): T[] {
-    const all = [...this.items];
-    this.items.clear();
-    this.sweepAt = 64;
-    return all;
-  }
-}
-
-/**
  * A map from descriptor numbers to owners, on an array: descriptors are small integers handed
  * out lowest-first, and an array index is cheaper than a hash lookup on the open/close path.
  * Numbers past `limit` (rare) go to a Map.
