@@ -239,15 +239,16 @@ function setup(ctx: PluginContext, options: Required<NetPluginOptions>): () => v
   }
 
   /**
-   * Drops released entries and settles sockets that closed while the plugin missed their
-   * 'close' (their listeners were removed). Runs when the map has doubled since the last sweep.
+   * Settles sockets that closed while the plugin missed their 'close' (their listeners were
+   * removed). Runs when the list has doubled since the last sweep (nodes released elsewhere are
+   * dropped by the list itself).
    */
   function sweep(): void {
     for (const node of live.nodes()) {
-      const resource = node.resource;
-      if (node.handle === undefined || node.handle.released) live.remove(node);
-      else if ((resource as SocketLike | undefined)?.destroyed === true)
-        socketClosed(resource as SocketLike, false);
+      const resource = node.resource as SocketLike | undefined;
+      if (node.handle?.released === false && resource?.destroyed === true) {
+        socketClosed(resource, false);
+      }
     }
     sweepAt = Math.max(256, live.size * 2);
   }
