@@ -60,7 +60,9 @@ export function runChild(
 }
 
 /**
- * Runs each configuration `reps` times, interleaved (A B C A B C ...), each run in its own process,
+ * Runs each configuration `reps` times, interleaved and rotated (A B C, B C A, C A B, ...: every
+ * configuration takes every place in a round equally often, so that whatever favours the first
+ * or last run of a round favours none of them), each run in its own process,
  * and returns per configuration the median of `pick(result)` and the highest peak RSS seen (and
  * every result, in `results`). A configuration is { name, script, nodeArgs?, env?, args?, cwd? };
  * `env` may be an async function returning the environment, called before every run (for a fresh
@@ -77,7 +79,8 @@ export async function interleaved(configs, { reps = 5, pick = (r) => r.value } =
       budgetCuts.push({ configs: configs.map((c) => c.name), reps: i, wanted: reps });
       break;
     }
-    for (const config of configs) {
+    for (let k = 0; k < configs.length; k++) {
+      const config = configs[(i + k) % configs.length];
       const env = typeof config.env === 'function' ? await config.env() : config.env;
       const result = await runChild(config.script, { ...config, env });
       const s = samples.get(config.name);
