@@ -16,6 +16,51 @@ export function median(values) {
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
+// two-sided 95 % quantiles of Student's t for 1-30 degrees of freedom
+const T95 = [
+  12.71, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.16, 2.145,
+  2.131, 2.12, 2.11, 2.101, 2.093, 2.086, 2.08, 2.074, 2.069, 2.064, 2.06, 2.056, 2.052, 2.048,
+  2.045, 2.042,
+];
+
+/**
+ * The ratio of two configurations from runs taken side by side (`ratios[i]` = run i of one over
+ * run i of the other): their geometric mean and its 95 % confidence interval (Student's t on the
+ * logarithms). The interval says how far the machine's noise leaves the figure open; with fewer
+ * than two ratios it is the single ratio.
+ */
+export function pairedRatio(ratios) {
+  const logs = ratios.map(Math.log);
+  const n = logs.length;
+  const mean = logs.reduce((a, b) => a + b, 0) / n;
+  if (n < 2) return { ratio: Math.exp(mean), low: Math.exp(mean), high: Math.exp(mean) };
+  const sd = Math.sqrt(logs.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1));
+  const half = (T95[n - 2] ?? (n - 1 <= 60 ? 2.0 : 1.98)) * (sd / Math.sqrt(n));
+  return { ratio: Math.exp(mean), low: Math.exp(mean - half), high: Math.exp(mean + half) };
+}
+
+/** `0.97x (95% CI 0.94-1.00; runs 0.85-1.10)` for the ratios of runs taken side by side. */
+export function describeRatios(ratios) {
+  const { ratio, low, high } = pairedRatio(ratios);
+  const range = `${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)}`;
+  return `paired ${ratio.toFixed(3)}x (95% CI ${low.toFixed(2)}-${high.toFixed(2)}; runs ${range})`;
+}
+
+/**
+ * Repetitions of a full run: `full`, or BENCH_REPS when it is set (more runs narrow the
+ * confidence intervals on a noisy machine). Quick runs keep `quick`.
+ */
+export function repetitions(quick, quickReps, full) {
+  if (quick) return quickReps;
+  const raw = process.env.BENCH_REPS;
+  if (raw === undefined || raw === '') return full;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 2 || n > 1000) {
+    throw new Error(`BENCH_REPS=${JSON.stringify(raw)} is not a whole number from 2 to 1000`);
+  }
+  return n;
+}
+
 /**
  * Runs `node [...nodeArgs] script` once and resolves with the JSON object the script printed as its
  * last stdout line, plus the child's peak RSS (from /usr/bin/time-free getrusage of the child).

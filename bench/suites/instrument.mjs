@@ -4,7 +4,7 @@
 // program that does nothing. Each configuration in its own process, interleaved.
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, interleaved, median, root } from '../lib.mjs';
+import { describeRatios, freePort, interleaved, median, repetitions, root } from '../lib.mjs';
 
 export const title = '@trustflow/instrument preload (defaults) against plain node';
 
@@ -14,9 +14,9 @@ const PRELOAD = fileURLToPath(
 );
 
 export async function run({ quick }) {
-  // 7 runs in full mode: the churn loops move by a few percent between runs, as much as the
-  // targets' margins
-  const reps = quick ? 3 : 7;
+  // 7 runs in full mode (BENCH_REPS for more): the churn loops move by a few percent between
+  // runs, as much as the targets' margins
+  const reps = repetitions(quick, 3, 7);
   const rows = [];
   const plain = { name: 'plain node', env: { BENCH_QUICK: quick ? '1' : '0' } };
   const preload = {
@@ -83,10 +83,7 @@ export async function run({ quick }) {
       for (const r of results) {
         // the spread of the ratios of the runs taken side by side (run i of each configuration)
         const ratios = r.results.map((result, i) => pick(result) / pick(base.results[i]));
-        const spread =
-          r === base
-            ? ''
-            : `runs ${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)}x`;
+        const spread = r === base ? '' : describeRatios(ratios);
         rows.push({
           case: `${c.label}${suffix}`,
           config: r.name,

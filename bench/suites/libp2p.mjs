@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { median, root, runChild } from '../lib.mjs';
+import { describeRatios, repetitions, root, runChild } from '../lib.mjs';
 
 export const title = 'libp2p streams between two real nodes: our metrics vs none vs prometheus';
 
@@ -22,7 +22,7 @@ export async function run({ quick }) {
   // between processes of the same configuration, while the metrics cost a few percent: many runs,
   // each past the optimizing compiler's warm-up (the first second is slower, more so with more
   // code on the path), pooled.
-  const reps = quick ? 3 : 13;
+  const reps = repetitions(quick, 3, 13);
   const ms = quick ? '400' : '3000';
   const env = { BENCH_WARMUP_MS: quick ? '300' : '1500' };
   // One process per run. Each round runs the three configurations back to back, in a rotating
@@ -44,17 +44,14 @@ export async function run({ quick }) {
       ['cpuSeconds', 'per CPU-second', `${unit}/CPU-s`],
       ['wallSeconds', 'wall clock', `${unit}/s`],
     ]) {
-      // the work of every run over their time (each run weighs by its length), and, as a check,
-      // the median of the ratios within a round
+      // the work of every run over their time (each run weighs by its length), and the ratios
+      // within a round with their confidence interval
       const pooled = (config) => {
         const sum = (field) => rounds.reduce((t, r) => t + r[config][key][field], 0);
         return sum('work') / sum(time);
       };
       const rate = (r, config) => r[config][key].work / r[config][key][time];
-      const paired = (a, b) => {
-        const ratios = rounds.map((r) => rate(r, a) / rate(r, b));
-        return `${x(median(ratios))} (${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)})`;
-      };
+      const paired = (a, b) => describeRatios(rounds.map((r) => rate(r, a) / rate(r, b)));
       for (const config of CONFIGS) {
         rows.push({
           case: `${label}, ${suffix}, ${reps} runs pooled`,
@@ -65,9 +62,9 @@ export async function run({ quick }) {
           baseline: config === 'none',
           target:
             config === 'ours'
-              ? `>= 0.95x none, >= 1x prometheus (${x(pooled('ours') / pooled('prometheus'))}); median (range) within rounds: ${paired('ours', 'none')} none, ${paired('ours', 'prometheus')} prometheus`
+              ? `>= 0.95x none, >= 1x prometheus (${x(pooled('ours') / pooled('prometheus'))}); against none ${paired('ours', 'none')}; against prometheus ${paired('ours', 'prometheus')}`
               : config === 'prometheus'
-                ? `median (range) within rounds: ${paired('prometheus', 'none')} none`
+                ? `against none ${paired('prometheus', 'none')}`
                 : '',
           peakRssBytes: rss[config],
         });
