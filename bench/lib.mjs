@@ -39,11 +39,11 @@ export function pairedRatio(ratios) {
   return { ratio: Math.exp(mean), low: Math.exp(mean - half), high: Math.exp(mean + half) };
 }
 
-/** `0.97x (95% CI 0.94-1.00; runs 0.85-1.10)` for the ratios of runs taken side by side. */
+/** `paired 0.970x (95% CI 0.942-0.999; runs 0.85-1.10)` for the ratios of runs taken side by side. */
 export function describeRatios(ratios) {
   const { ratio, low, high } = pairedRatio(ratios);
   const range = `${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)}`;
-  return `paired ${ratio.toFixed(3)}x (95% CI ${low.toFixed(2)}-${high.toFixed(2)}; runs ${range})`;
+  return `paired ${ratio.toFixed(3)}x (95% CI ${low.toFixed(3)}-${high.toFixed(3)}; runs ${range})`;
 }
 
 /**
