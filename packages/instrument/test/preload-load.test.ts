@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -151,6 +152,12 @@ describe.each(nodes)('the preload on %s', (_name, node) => {
       ).toBeGreaterThan(0);
     },
   );
+
+  it('the build left the bundle ASCII only, as the loader reads it as latin1', () => {
+    const bundle = readFileSync(join(PRELOAD, '..', 'internal', 'preload.cjs'), 'utf8');
+    expect(bundle.length).toBeGreaterThan(10_000);
+    expect(bundle.match(/[\u0080-\uffff]/g) ?? []).toEqual([]);
+  });
 
   it.runIf(node !== undefined)('the build left a code cache that this Node accepts', async () => {
     const loader = pathToFileURL(join(PRELOAD, '..', 'internal', 'bundle-loader.js')).href;

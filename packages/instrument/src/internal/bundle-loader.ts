@@ -32,7 +32,9 @@ export function loadBundle(file: string, produceCache = false): CacheUse {
   const vm = process.getBuiltinModule('node:vm') as typeof Vm;
   const nodeModule = process.getBuiltinModule('node:module') as unknown as typeof NodeModule;
 
-  const source = fs.readFileSync(file, 'utf8');
+  // latin1: the build leaves the bundle ASCII only (scripts/bundle.mjs), and a latin1 read is a
+  // copy where utf8 would decode every byte
+  const source = fs.readFileSync(file, 'latin1');
   const at = source.lastIndexOf(CACHE_KEY_MARK);
   const key = at < 0 ? undefined : `${source.slice(at + CACHE_KEY_MARK.length).trim()}\n`;
   const cacheFile = `${file}.v8cache`;
