@@ -81,7 +81,7 @@ export async function run({ quick }) {
     ]) {
       const base = results.find((r) => r.name === plain.name);
       for (const r of results) {
-        // the spread of the ratios of the runs taken side by side (run i of each configuration)
+        // the ratios of the runs taken side by side (run i of each configuration)
         const ratios = r.results.map((result, i) => pick(result) / pick(base.results[i]));
         const spread = r === base ? '' : describeRatios(ratios);
         rows.push({

@@ -23,6 +23,12 @@ const nodes = [
   ['Node 22', NODE22],
 ] as const;
 
+it('the build left the bundle ASCII only, as the loader reads it as latin1', () => {
+  const bundle = readFileSync(join(PRELOAD, '..', 'internal', 'preload.cjs'), 'utf8');
+  expect(bundle.length).toBeGreaterThan(10_000);
+  expect(bundle.match(/[\u0080-\uffff]/g) ?? []).toEqual([]);
+});
+
 describe.each(nodes)('the preload on %s', (_name, node) => {
   it.runIf(node !== undefined).each([
     ['CommonJS', 'app-leak.cjs', '--require'],
@@ -152,12 +158,6 @@ describe.each(nodes)('the preload on %s', (_name, node) => {
       ).toBeGreaterThan(0);
     },
   );
-
-  it('the build left the bundle ASCII only, as the loader reads it as latin1', () => {
-    const bundle = readFileSync(join(PRELOAD, '..', 'internal', 'preload.cjs'), 'utf8');
-    expect(bundle.length).toBeGreaterThan(10_000);
-    expect(bundle.match(/[\u0080-\uffff]/g) ?? []).toEqual([]);
-  });
 
   it.runIf(node !== undefined)('the build left a code cache that this Node accepts', async () => {
     const loader = pathToFileURL(join(PRELOAD, '..', 'internal', 'bundle-loader.js')).href;
