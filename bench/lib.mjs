@@ -29,7 +29,7 @@ const T95 = [
  * logarithms). The interval says how far the machine's noise leaves the figure open; with fewer
  * than two ratios it is the single ratio.
  */
-export function pairedRatio(ratios) {
+function pairedRatio(ratios) {
   const logs = ratios.map(Math.log);
   const n = logs.length;
   const mean = logs.reduce((a, b) => a + b, 0) / n;
