@@ -129,6 +129,7 @@ const listenedActivity = (w: EmitterLike) =>
   w.listenerCount('change') > 0 ? performance.now() : 0;
 const closeFd = (fd: number) => fs.closeSync(fd);
 const closeFileHandle = (fh: { close(): Promise<void> }) => fh.close();
+const ignoreRejection = () => {};
 const destroyStream = (s: StreamLike) => s.destroy();
 const closeDir = (d: { close(): Promise<void> }) => d.close();
 const closeWatcher = (w: { close(): void }) => w.close();
@@ -563,7 +564,12 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
     );
   }
 
-  /** A promise API: same as a callback API, on the fulfilled value. */
+  /**
+   * A promise API: same as a callback API, on the fulfilled value. The caller gets the original
+   * promise: the resource is tracked by a reaction registered before the wrapper returns, which
+   * runs before any reaction of the caller's. A chained promise returned instead would cost one
+   * more promise resolved with the resource (and V8's lookup of `then` on it).
+   */
   function patchPromise(
     target: object,
     key: string,
@@ -575,19 +581,19 @@ function setup(ctx: PluginContext, options: Required<FsPluginOptions>): () => vo
       key,
       (original) =>
         function (this: unknown, ...args: unknown[]) {
-          if (!ctx.active) return Reflect.apply(original, this, args);
-          const site = captureSite(kind);
           const promise = Reflect.apply(original, this, args) as Promise<unknown>;
-          return promise.then((result) => {
-            if (ctx.active) {
-              try {
-                onResult(result, args[0], site);
-              } catch (error) {
-                ctx.reportError(key, error);
-              }
+          if (!ctx.active || typeof promise?.then !== 'function') return promise;
+          const site = captureSite(kind);
+          // (a rejection is the caller's to handle, on the original promise)
+          promise.then((result) => {
+            if (!ctx.active) return;
+            try {
+              onResult(result, args[0], site);
+            } catch (error) {
+              ctx.reportError(key, error);
             }
-            return result;
-          });
+          }, ignoreRejection);
+          return promise;
         },
     );
   }
