@@ -25,8 +25,9 @@ export function own(pkg) {
  * Registers an SDK meter provider globally (collected only on demand, like a scrape). Its reader
  * takes the default tracker's lifetime histogram from core's lifetimeProducer(), as the preload's
  * readers do and as the core README recommends to applications with an SDK of their own.
+ * `stacks` replaces the default tracker by one with that stack mode.
  */
-export async function installMeterProvider() {
+export async function installMeterProvider({ stacks } = {}) {
   // sdk-metrics alone, as the preload loads it when traces are off (test-utils would bring the
   // trace SDK too: a bigger heap, which every major GC of a buffer-heavy workload walks)
   const { MeterProvider, MetricReader } = await load('@opentelemetry/sdk-metrics', 'test-utils');
@@ -39,7 +40,12 @@ export async function installMeterProvider() {
   const reader = new OnDemandReader({ metricProducers: [{ collect: () => producer.collect() }] });
   const provider = new MeterProvider({ readers: [reader] });
   metrics.setGlobalMeterProvider(provider);
-  const { lifetimeProducer } = await own('core');
+  const { createResourceTracker, lifetimeProducer, setDefaultTracker } = await own('core');
+  // another stack mode than the default tracker's (sampled): a default tracker of its own
+  if (stacks)
+    setDefaultTracker(
+      createResourceTracker({ stacks, meter: metrics.getMeter('@trustflow/core') }),
+    );
   producer = lifetimeProducer();
   return { provider, collect: () => reader.collect() };
 }

@@ -2,6 +2,10 @@
 // metrics given as argv[2]: none | ours | prometheus. argv[3]: `streams` (open, echo 64 bytes,
 // close; streams per second with 8 concurrent loops), `bulk` (echo of 1 MiB chunks over one
 // stream; MiB per second) or `both`. argv[4]: measuring time in ms per workload.
+// `count` runs BENCH_WARM_STREAMS streams, then BENCH_STREAMS more, and exits: for instruction
+// counts (valgrind), where time-based loops would not compare. BENCH_STACKS sets the stack mode
+// of the `ours` configuration's tracker (valgrind slows the process ~50x, and the stack budget
+// is per second: under it, sampled stacks are taken about ten times as often per stream).
 import { report } from '../lib.mjs';
 import { echoPair, installMeterProvider, load, own } from './libp2p-common.mjs';
 
@@ -18,7 +22,7 @@ let metricsFor = () => undefined;
 if (config === 'ours') {
   // as with the preload: an SDK meter provider (lifetimes through core's lifetimeProducer()),
   // the default tracker (sampled stacks)
-  await installMeterProvider();
+  await installMeterProvider({ stacks: process.env.BENCH_STACKS });
   const { libp2pMetrics } = await own('plugin-libp2p');
   metricsFor = () => libp2pMetrics();
 } else if (config === 'prometheus') {
@@ -115,6 +119,24 @@ async function timed(measure) {
 
 // The machine may be shared: the main figure is work per second of this process's CPU time
 // (which is what the metrics cost), wall-clock throughput is reported alongside.
+if (workload === 'count') {
+  const run = async (n) => {
+    let left = n;
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (left-- > 0) await oneStream();
+      }),
+    );
+  };
+  const streams = Number(process.env.BENCH_STREAMS ?? 3000);
+  await run(Number(process.env.BENCH_WARM_STREAMS ?? 600));
+  await run(streams);
+  await client.stop();
+  await server.stop();
+  report({ value: streams });
+  process.exit(0);
+}
+
 const result = {};
 if (workload === 'streams' || workload === 'both') result.streams = await timed(streamsPerSecond);
 if (workload === 'bulk' || workload === 'both') result.bulk = await timed(bulkMiBPerSecond);
