@@ -21,7 +21,7 @@ const { yamux } = await load('@chainsafe/libp2p-yamux');
 let metricsFor = () => undefined;
 if (config === 'ours') {
   // as with the preload: an SDK meter provider (lifetimes through core's lifetimeProducer()),
-  // the default tracker (sampled stacks)
+  // the default tracker (sampled stacks, unless BENCH_STACKS says otherwise)
   await installMeterProvider({ stacks: process.env.BENCH_STACKS });
   const { libp2pMetrics } = await own('plugin-libp2p');
   metricsFor = () => libp2pMetrics();
@@ -117,9 +117,8 @@ async function timed(measure) {
   };
 }
 
-// The machine may be shared: the main figure is work per second of this process's CPU time
-// (which is what the metrics cost), wall-clock throughput is reported alongside.
-if (workload === 'count') {
+/** `count`: a fixed number of streams after a fixed warm-up (8 concurrent, as above). */
+async function countStreams() {
   const run = async (n) => {
     let left = n;
     await Promise.all(
@@ -131,15 +130,15 @@ if (workload === 'count') {
   const streams = Number(process.env.BENCH_STREAMS ?? 3000);
   await run(Number(process.env.BENCH_WARM_STREAMS ?? 600));
   await run(streams);
-  await client.stop();
-  await server.stop();
-  report({ value: streams });
-  process.exit(0);
+  return streams;
 }
 
+// The machine may be shared: the main figure is work per second of this process's CPU time
+// (which is what the metrics cost), wall-clock throughput is reported alongside.
 const result = {};
+if (workload === 'count') result.count = await countStreams();
 if (workload === 'streams' || workload === 'both') result.streams = await timed(streamsPerSecond);
 if (workload === 'bulk' || workload === 'both') result.bulk = await timed(bulkMiBPerSecond);
 await client.stop();
 await server.stop();
-report({ value: (result.streams ?? result.bulk).perCpuSecond, ...result });
+report({ value: result.count ?? (result.streams ?? result.bulk).perCpuSecond, ...result });
