@@ -7,7 +7,7 @@
 // `tsc -b` (the root build script does both).
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { appendFile, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { rolldown } from 'rolldown';
 import { CACHE_KEY_MARK } from '../dist/internal/bundle-loader.js';
@@ -22,6 +22,9 @@ const bundle = await rolldown({
   input: { preload: `${dist}preload.js` },
   platform: 'node',
   external,
+  // the entry exports start() and checkConfig(); it may export more (what the SDK chunk shares
+  // with it), so that the shared code stays in the one file loaded at start
+  preserveEntrySignatures: 'allow-extension',
   logLevel: 'warn',
   onLog(level, log, handler) {
     // Any warning (an unresolved import, a circular chunk) fails the build.
@@ -29,8 +32,10 @@ const bundle = await rolldown({
     handler(level, log);
   },
 });
-await rm(`${dist}preload.cjs`, { force: true });
-await rm(`${dist}preload.cjs.v8cache`, { force: true });
+// (chunks of an earlier build too)
+for (const name of await readdir(dist)) {
+  if (/^preload(-.+)?\.cjs(\.v8cache)?$/.test(name)) await rm(`${dist}${name}`, { force: true });
+}
 const { output } = await bundle.write({
   dir: dist,
   format: 'cjs',

@@ -46,7 +46,7 @@ describe('the metrics endpoint', () => {
     );
     expect(metrics).toMatch(/^process_open_fds\{[^}]*\} \d+$/m);
     // the lifetime histogram (kept by the tracker, read through a MetricProducer) counts exactly
-    // the descriptors closed so far (module loading opens and closes some), bucket by bucket
+    // the descriptors closed so far (the app closes one), bucket by bucket
     const value = (pattern: RegExp) => Number(metrics.match(pattern)?.[1] ?? Number.NaN);
     const closed = value(
       /^trustflow_resource_closed_total\{trustflow_resource_kind="fs\.fd",[^}]*\} (\d+)$/m,

@@ -2,9 +2,9 @@
 // when the build left one beside it: compiling the bundle and the functions it runs at start-up
 // is about a third of what the preload costs a program that does nothing.
 //
-// The cache (preload.cjs.v8cache) is written by scripts/bundle.mjs: it runs the bundle once in a
-// child process through loadBundle(file, true) and saves V8's cached data after execution, so
-// it holds the functions start-up calls too. Its first line is the key that ends the bundle's
+// The cache (preload.cjs.v8cache) is written by scripts/bundle.mjs: it loads the bundle in a child
+// process through loadBundle(file, true, warmUp), starts the instrumentation, and saves V8's cached
+// data after that, so it holds the functions start-up calls too. Its first line is the key that ends the bundle's
 // source; a cache whose key differs is ignored, and V8 itself rejects a cache from another V8
 // version or with other flags (the bundle is then compiled as usual).
 //
@@ -23,10 +23,21 @@ const TAIL = '\n})';
 
 type ModuleClass = new (id: string) => NodeJS.Module;
 
-/** How the last loadBundle() compiled: with the cache, without one, or with one V8 rejected. */
+/** How loadBundle() compiled: with the cache, without one, or with one V8 rejected. */
 export type CacheUse = 'used' | 'none' | 'rejected';
 
-export function loadBundle(file: string, produceCache = false): CacheUse {
+export interface LoadedBundle {
+  /** The bundle's exports. */
+  readonly exports: Record<string, unknown>;
+  readonly cache: CacheUse;
+}
+
+/** Loads (compiles and runs) the bundle; `warmUp` runs before a cache is produced. */
+export function loadBundle(
+  file: string,
+  produceCache = false,
+  warmUp?: (exports: Record<string, unknown>) => void,
+): LoadedBundle {
   const fs = process.getBuiltinModule('node:fs') as typeof Fs;
   const { dirname } = process.getBuiltinModule('node:path') as typeof Path;
   const vm = process.getBuiltinModule('node:vm') as typeof Vm;
@@ -65,12 +76,14 @@ export function loadBundle(file: string, produceCache = false): CacheUse {
     delete require.cache[file];
     throw error;
   }
+  const exports = mod.exports as Record<string, unknown>;
   if (produceCache && key !== undefined) {
+    warmUp?.(exports);
     fs.writeFileSync(
       cacheFile,
       Buffer.concat([Buffer.from(key, 'latin1'), script.createCachedData()]),
     );
   }
-  if (cachedData === undefined) return 'none';
-  return script.cachedDataRejected ? 'rejected' : 'used';
+  const cache = cachedData === undefined ? 'none' : script.cachedDataRejected ? 'rejected' : 'used';
+  return { exports, cache };
 }

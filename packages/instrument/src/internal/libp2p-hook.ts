@@ -12,8 +12,8 @@ type RegisterHooks = (hooks: {
   resolve?: (
     specifier: string,
     context: { parentURL?: string | undefined },
-    next: (specifier: string, context?: object) => { url: string; format?: string | null },
-  ) => { url: string; format?: string | null; shortCircuit?: boolean };
+    next: (specifier: string, context?: object) => Resolved,
+  ) => Resolved;
   load?: (
     url: string,
     context: object,
@@ -37,24 +37,40 @@ function shimSource(realUrl: string, injectUrl: string): string {
   ].join('\n');
 }
 
+/** A resolution as module hooks see it. */
+export interface Resolved {
+  url: string;
+  format?: string | null;
+  shortCircuit?: boolean;
+}
+
+export interface Libp2pHook {
+  /**
+   * What the hook makes of a resolution that happened before it was registered (the one that
+   * made the lazy preload start): `import 'libp2p'` as the shim, anything else as it was.
+   */
+  redirect(specifier: string, result: Resolved): Resolved;
+  uninstall(): void;
+}
+
 /**
  * Zero-code libp2p: a resolve hook sends the application's `import 'libp2p'` to a small shim
  * module that re-exports libp2p with `createLibp2p` wrapped (libp2p-inject.ts). The shim imports
- * the real module by its file URL, which the hook lets through. Returns an uninstall function,
- * or undefined where `module.registerHooks` does not exist (there: pass `metrics` yourself).
+ * the real module by its file URL, which the hook lets through. Undefined where
+ * `module.registerHooks` does not exist (there: pass `metrics` yourself).
  */
-export function installLibp2pHook(): (() => void) | undefined {
+export function installLibp2pHook(): Libp2pHook | undefined {
   const register = (nodeModule as { registerHooks?: RegisterHooks }).registerHooks;
   if (typeof register !== 'function') return undefined;
   const injectUrl = new URL('./libp2p-inject.js', import.meta.url).href;
   const suffix = `?${MARK}`;
+  const redirect = (specifier: string, result: Resolved): Resolved => {
+    if (specifier !== 'libp2p' || !result.url.startsWith('file:')) return result;
+    if (result.url.includes(suffix)) return result;
+    return { url: `${result.url}${suffix}`, format: 'module', shortCircuit: true };
+  };
   const hooks = register({
-    resolve(specifier, context, next) {
-      const result = next(specifier, context);
-      if (specifier !== 'libp2p' || !result.url.startsWith('file:')) return result;
-      if (result.url.includes(suffix)) return result;
-      return { url: `${result.url}${suffix}`, format: 'module', shortCircuit: true };
-    },
+    resolve: (specifier, context, next) => redirect(specifier, next(specifier, context)),
     load(url, context, next) {
       if (!url.endsWith(suffix)) return next(url, context);
       return {
@@ -64,7 +80,7 @@ export function installLibp2pHook(): (() => void) | undefined {
       };
     },
   });
-  return () => hooks.deregister();
+  return { redirect, uninstall: () => hooks.deregister() };
 }
 
 /** Whether `libp2p` is installed where the application (or the current directory) can see it. */

@@ -33,7 +33,13 @@ import type { Instrumentation, PluginName } from '../types.js';
 import type { Config, LogLevel } from './config.js';
 import { DeferredMeterProvider } from './deferred-meter.js';
 import { type Endpoint, METRICS_PATH, REPORT_PATH, startEndpoint } from './endpoint.js';
-import { hasModuleHooks, installLibp2pHook, libp2pInstalled } from './libp2p-hook.js';
+import {
+  hasModuleHooks,
+  installLibp2pHook,
+  type Libp2pHook,
+  libp2pInstalled,
+  type Resolved,
+} from './libp2p-hook.js';
 import { renderReport } from './report-text.js';
 import type { Sdk } from './sdk.js';
 import { type ActiveInstrumentation, setActiveInstrumentation } from './state.js';
@@ -140,6 +146,7 @@ export class Runtime implements Instrumentation, ActiveInstrumentation {
   private globalMeterProvider = false;
   private terminating = false;
   private stopped: Promise<void> | undefined;
+  private libp2pHook: Libp2pHook | undefined;
 
   constructor(
     readonly config: Config,
@@ -313,9 +320,13 @@ export class Runtime implements Instrumentation, ActiveInstrumentation {
       const present = libp2pInstalled([main, process.cwd()], existsSync);
       if (explicit?.includes('libp2p') || present) {
         if (hasModuleHooks()) {
-          const uninstall = installLibp2pHook();
-          if (uninstall) {
-            this.cleanups.push(uninstall);
+          const hook = installLibp2pHook();
+          if (hook) {
+            this.libp2pHook = hook;
+            this.cleanups.push(() => {
+              this.libp2pHook = undefined;
+              hook.uninstall();
+            });
             this.plugins.push('libp2p');
           }
         } else {
@@ -325,6 +336,23 @@ export class Runtime implements Instrumentation, ActiveInstrumentation {
         }
       }
     }
+  }
+
+  /**
+   * The module resolution during which the lazy preload started this runtime (register.ts): our
+   * module hooks were registered inside it, too late to see it. Gives the plugins waiting for a
+   * builtin their turn (by asking for it through process.getBuiltinModule, which core watches)
+   * and returns what the libp2p hook makes of it.
+   */
+  lateResolve(specifier: string, result: Resolved): Resolved {
+    if (result.url.startsWith('node:')) {
+      try {
+        process.getBuiltinModule(result.url);
+      } catch (error) {
+        this.reportError('patching a builtin at start', error);
+      }
+    }
+    return this.libp2pHook?.redirect(specifier, result) ?? result;
   }
 
   // --- metrics endpoint and SDK ---

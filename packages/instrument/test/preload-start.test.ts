@@ -1,0 +1,109 @@
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  cleanEnv,
+  fixture,
+  lineOf,
+  NODE22,
+  NODE24,
+  PRELOAD,
+  readReport,
+  run,
+  tempDir,
+  warnings,
+} from './preload-helpers.js';
+
+// The preload loads and starts its bundle only when the application is about to make its first
+// resource (src/register.ts): whatever that first resource is, and however the application got
+// there, it must be tracked with its line, and a program that makes none must still get its exit
+// report and its configuration warnings.
+let server: Server;
+let port = 0;
+beforeAll(async () => {
+  server = createServer((_req, res) => res.end('ok'));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  port = (server.address() as { port: number }).port;
+});
+afterAll(async () => {
+  server.closeAllConnections();
+  await new Promise((resolve) => server.close(resolve));
+});
+
+const APP = fixture('app-first.cjs');
+const routes = [
+  ['timer', 'timer', '--require'],
+  ['interval', 'timer', '--import'],
+  ['kept-timer', 'timer', '--require'],
+  ['wrapped-timer', 'timer', '--import'],
+  ['builtin', 'fs.fd', '--require'],
+  ['require', 'fs.fd', '--import'],
+  ['fetch', 'net.socket', '--require'],
+  ['esm', 'fs.filehandle', '--require'],
+] as const;
+
+async function runFirst(node: string, flag: string, route: string, env: Record<string, string>) {
+  const dir = await tempDir();
+  try {
+    const file = join(dir.path, 'report.json');
+    const app = route === 'esm' ? fixture('app-first.mjs') : APP;
+    const result = await run(node, [flag, PRELOAD, app, route, String(port)], {
+      env: cleanEnv({
+        TRUSTFLOW_REPORT: 'exit',
+        TRUSTFLOW_REPORT_FILE: file,
+        TRUSTFLOW_STACKS: 'all',
+        OTEL_METRICS_EXPORTER: 'none',
+        ...env,
+      }),
+    });
+    return { result, report: await readReport(file) };
+  } finally {
+    await dir.remove();
+  }
+}
+
+describe.each([
+  ['Node 24', NODE24],
+  ['Node 22', NODE22],
+] as const)('the preload starts at the first resource, on %s', (_name, node) => {
+  it.runIf(node !== undefined).each(routes)(
+    'first %s: the %s is reported at its line (%s)',
+    async (route, kind, flag) => {
+      const { result, report } = await runFirst(node!, flag, route, {});
+      expect(result.stderr).toBe('');
+      expect(result.code).toBe(0);
+      const said = { 'wrapped-timer': ' (wrapper wrapped, 1 call)', esm: ' true' } as const;
+      expect(result.stdout).toBe(`opened ${route}${said[route as keyof typeof said] ?? ''}\n`);
+      const leaks = report.leaks.filter((l) => l.kind === kind);
+      expect(leaks.map((l) => l.count)).toEqual([1]);
+      const site = leaks[0]!.site?.replace(/:\d+$/, '');
+      if (route === 'wrapped-timer') {
+        // the first frame outside the preload is the application's wrapper
+        expect(site).toMatch(new RegExp(`^${APP.replaceAll('.', '\\.')}:\\d+$`));
+      } else if (route !== 'fetch') {
+        // (fetch connects from undici's own code, a turn later: no line of the app to name)
+        const app = route === 'esm' ? fixture('app-first.mjs') : APP;
+        expect(site).toBe(`${app}:${await lineOf(app, `LEAK:${route}`)}`);
+      }
+    },
+  );
+
+  it.runIf(node !== undefined)(
+    'a program that ends before it needs the preload still gets its exit report and its warnings',
+    async () => {
+      const { result, report } = await runFirst(node!, '--import', 'nothing', {
+        TRUSTFLOW_STACKS: 'bogus',
+      });
+      expect(result.code).toBe(0);
+      expect(result.stdout).toBe('opened nothing\n');
+      expect(warnings(result.stderr)).toEqual([
+        'trustflow: TRUSTFLOW_STACKS="bogus" is not valid (one of off, sampled, all); using the default: sampled',
+      ]);
+      expect(report.schema).toBe('trustflow.report/v1');
+      expect(report.pid).toBeGreaterThan(0);
+      expect(report.leaks).toEqual([]);
+    },
+  );
+});
