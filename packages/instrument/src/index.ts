@@ -1,5 +1,5 @@
 import { type Config, isDisabled, readConfig } from './internal/config.js';
-import { checkReportFile, Runtime } from './internal/runtime.js';
+import { Runtime } from './internal/runtime.js';
 import { activeInstrumentation } from './internal/state.js';
 import type { Instrumentation, InstrumentOptions } from './types.js';
 
@@ -25,7 +25,6 @@ export function instrument(options: InstrumentOptions = {}): Instrumentation {
   if (active instanceof Runtime) return active;
   const env = options.env ?? process.env;
   const { config, warnings } = readConfig(options, env);
-  checkReportFile(config, warnings);
   for (const warning of warnings) process.stderr.write(`${warning}\n`);
   const { meterProvider, tracerProvider } = options;
   // With providers of its own, the application exports; we only feed them.

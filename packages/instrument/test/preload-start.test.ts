@@ -106,4 +106,19 @@ describe.each([
       expect(report.leaks).toEqual([]);
     },
   );
+
+  it.runIf(node !== undefined)(
+    'a program that makes nothing and asks for no report gets the warnings about its settings',
+    async () => {
+      const result = await run(node!, ['--require', PRELOAD, APP, 'nothing'], {
+        env: cleanEnv({ TRUSTFLOW_STALE_AFTER: 'soon', OTEL_LOG_LEVEL: 'loud' }),
+      });
+      expect(result.code).toBe(0);
+      expect(result.stdout).toBe('opened nothing\n');
+      expect(warnings(result.stderr)).toEqual([
+        'trustflow: TRUSTFLOW_STALE_AFTER="soon" is not valid (a duration like 90s, 30m, 1h30m or 500ms); using the default: 30m',
+        'trustflow: OTEL_LOG_LEVEL="loud" is not valid (one of none, error, warn, info, debug, verbose, all); using the default: error',
+      ]);
+    },
+  );
 });

@@ -366,7 +366,29 @@ export function readConfig(
     logLevel,
   };
   checkOptions(options);
+  checkReportFile(config, r.warnings);
   return { config, warnings: r.warnings };
+}
+
+/** Checks the report file's folder now, so a typo is a startup warning and not a lost report. */
+function checkReportFile(config: Config, warnings: string[]): void {
+  if (!config.reportFile) return;
+  // (builtins without an import: the preload loads this file on its own at exit, register.ts)
+  const { statSync } = process.getBuiltinModule('node:fs') as typeof import('node:fs');
+  const { dirname, resolve } = process.getBuiltinModule('node:path') as typeof import('node:path');
+  const dir = dirname(resolve(config.reportFile.replaceAll('%p', '0')));
+  let ok = false;
+  try {
+    ok = statSync(dir).isDirectory();
+  } catch {
+    ok = false;
+  }
+  if (!ok) {
+    warnings.push(
+      `trustflow: TRUSTFLOW_REPORT_FILE=${JSON.stringify(config.reportFile)} is not valid (its folder ${dir} does not exist); using the default: text on stderr`,
+    );
+    config.reportFile = undefined;
+  }
 }
 
 /** Programmatic options are code: a wrong one is a TypeError naming it (env values only warn). */

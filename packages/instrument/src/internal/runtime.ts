@@ -1,4 +1,4 @@
-import { existsSync, renameSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { existsSync, renameSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -566,23 +566,5 @@ export class Runtime implements Instrumentation, ActiveInstrumentation {
       this.resolveReady();
     })();
     return this.stopped;
-  }
-}
-
-/** Checks the report file's folder now, so a typo is a startup warning and not a lost report. */
-export function checkReportFile(config: Config, warnings: string[]): void {
-  if (!config.reportFile) return;
-  const dir = dirname(resolvePath(config.reportFile.replaceAll('%p', '0')));
-  let ok = false;
-  try {
-    ok = statSync(dir).isDirectory();
-  } catch {
-    ok = false;
-  }
-  if (!ok) {
-    warnings.push(
-      `trustflow: TRUSTFLOW_REPORT_FILE=${JSON.stringify(config.reportFile)} is not valid (its folder ${dir} does not exist); using the default: text on stderr`,
-    );
-    config.reportFile = undefined;
   }
 }
