@@ -107,6 +107,12 @@ export async function run({ quick }) {
         args: ['--import', PRELOAD],
         env: { TRUSTFLOW_DISABLED: '1' },
       },
+      // what a program that makes any resource pays once (the preload starts at its first one)
+      {
+        name: 'preload started at once (TRUSTFLOW_REPORT=signal)',
+        args: ['--import', PRELOAD],
+        env: { TRUSTFLOW_REPORT: 'signal' },
+      },
     ].map((c) => ({
       ...c,
       script: w('instrument-startup.mjs'),
