@@ -2,11 +2,13 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Report } from '@trustflow/core';
+import { afterAll, beforeAll } from 'vitest';
 
 /** The built preload (tests run against dist: `tsc -b` first). */
 export const PRELOAD = fileURLToPath(new URL('../dist/register.js', import.meta.url));
@@ -144,6 +146,51 @@ export async function readReport(path: string): Promise<Report> {
   const report = JSON.parse(await readFile(path, 'utf8')) as Report;
   if (report.schema !== 'trustflow.report/v1') throw new Error(`${path} is not a report`);
   return report;
+}
+
+/**
+ * Runs `node args` with the exit report written to a temporary file (TRUSTFLOW_REPORT=exit, every
+ * stack, no metrics; `env` on top) and returns the run and that report.
+ */
+export async function runForReport(
+  node: string,
+  args: string[],
+  env: Record<string, string | undefined> = {},
+  timeoutMs?: number,
+): Promise<{ result: Run; report: Report }> {
+  const dir = await tempDir();
+  try {
+    const file = join(dir.path, 'report.json');
+    const result = await run(node, args, {
+      env: cleanEnv({
+        TRUSTFLOW_REPORT: 'exit',
+        TRUSTFLOW_REPORT_FILE: file,
+        TRUSTFLOW_STACKS: 'all',
+        OTEL_METRICS_EXPORTER: 'none',
+        ...env,
+      }),
+      timeoutMs,
+    });
+    return { result, report: await readReport(file) };
+  } finally {
+    await dir.remove();
+  }
+}
+
+/** An HTTP server on 127.0.0.1 answering "ok", for the tests of the calling file. */
+export function useHttpServer(): { readonly port: number } {
+  const state = { port: 0 };
+  const server = createHttpServer((_req, res) => res.end('ok'));
+  beforeAll(async () => {
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    state.port = (server.address() as { port: number }).port;
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  return state;
 }
 
 /** 1-based line of the first line of `file` containing `marker`. */

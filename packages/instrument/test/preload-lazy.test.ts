@@ -1,34 +1,18 @@
-import { once } from 'node:events';
-import { createServer, type Server } from 'node:http';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
-  cleanEnv,
   fixture,
   lineOf,
   NODE22,
   NODE24,
   PRELOAD,
-  readReport,
-  run,
-  tempDir,
+  runForReport,
+  useHttpServer,
 } from './preload-helpers.js';
 
 // The net and fs plugins patch node:net and node:fs/promises when the application first asks for
 // them (so a program that never does skips loading them): every way to a socket or a FileHandle
 // must still be seen, and leaks still named with their line.
-let server: Server;
-let port = 0;
-beforeAll(async () => {
-  server = createServer((_req, res) => res.end('ok'));
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  port = (server.address() as { port: number }).port;
-});
-afterAll(async () => {
-  server.closeAllConnections();
-  await new Promise((resolve) => server.close(resolve));
-});
+const server = useHttpServer();
 
 const routes = [
   ['import', 'net.socket', 'import("node:net")'],
@@ -48,31 +32,23 @@ describe.each([
   it.runIf(node !== undefined).each(routes)(
     'route %s: the %s it leaves open is reported (%s)',
     async (route, kind) => {
-      const dir = await tempDir();
-      try {
-        const file = join(dir.path, 'report.json');
-        const app = fixture('app-lazy.mjs');
-        const result = await run(node!, ['--import', PRELOAD, app, route, String(port)], {
-          env: cleanEnv({
-            TRUSTFLOW_REPORT: 'exit',
-            TRUSTFLOW_REPORT_FILE: file,
-            TRUSTFLOW_STACKS: 'all',
-            OTEL_METRICS_EXPORTER: 'none',
-          }),
-        });
-        expect(result.stderr).toBe('');
-        expect(result.stdout).toBe(`opened ${route}\n`);
-        expect(result.code).toBe(0);
-        const report = await readReport(file);
-        const leaks = report.leaks.filter((l) => l.kind === kind);
-        expect(leaks.map((l) => l.count)).toEqual([1]);
-        if (route !== 'fetch') {
-          // fetch connects from undici's own code, a turn later: no line of the app to name
-          const line = await lineOf(app, `LEAK:${route}`);
-          expect(leaks[0]!.site?.replace(/:\d+$/, '')).toBe(`${app}:${line}`);
-        }
-      } finally {
-        await dir.remove();
+      const app = fixture('app-lazy.mjs');
+      const { result, report } = await runForReport(node!, [
+        '--import',
+        PRELOAD,
+        app,
+        route,
+        String(server.port),
+      ]);
+      expect(result.stderr).toBe('');
+      expect(result.stdout).toBe(`opened ${route}\n`);
+      expect(result.code).toBe(0);
+      const leaks = report.leaks.filter((l) => l.kind === kind);
+      expect(leaks.map((l) => l.count)).toEqual([1]);
+      if (route !== 'fetch') {
+        // fetch connects from undici's own code, a turn later: no line of the app to name
+        const line = await lineOf(app, `LEAK:${route}`);
+        expect(leaks[0]!.site?.replace(/:\d+$/, '')).toBe(`${app}:${line}`);
       }
     },
   );

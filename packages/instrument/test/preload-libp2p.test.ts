@@ -1,39 +1,28 @@
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
-  cleanEnv,
   fixture,
   killChildren,
   lineOf,
   NODE22,
   NODE24,
   PRELOAD,
-  readReport,
-  run,
-  tempDir,
+  runForReport,
 } from './preload-helpers.js';
 
 const APP = fixture('app-libp2p.mjs');
 afterEach(killChildren);
 
 async function report(node: string, args: string[]) {
-  const dir = await tempDir();
-  try {
-    const file = join(dir.path, 'report.json');
-    const result = await run(node, ['--import', PRELOAD, APP, ...args], {
-      env: cleanEnv({
-        TRUSTFLOW_REPORT: 'exit',
-        TRUSTFLOW_REPORT_FILE: file,
-        TRUSTFLOW_STACKS: 'all',
-      }),
-      timeoutMs: 30_000,
-    });
-    expect(result.stderr).toBe('');
-    expect(result.code).toBe(0);
-    return { result, report: await readReport(file) };
-  } finally {
-    await dir.remove();
-  }
+  // (metrics on, as an application would run: libp2p gets a real meter)
+  const { result, report } = await runForReport(
+    node,
+    ['--import', PRELOAD, APP, ...args],
+    { OTEL_METRICS_EXPORTER: undefined },
+    30_000,
+  );
+  expect(result.stderr).toBe('');
+  expect(result.code).toBe(0);
+  return { result, report };
 }
 
 describe.each([

@@ -1,7 +1,4 @@
-import { once } from 'node:events';
-import { createServer, type Server } from 'node:http';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   cleanEnv,
   fixture,
@@ -9,9 +6,9 @@ import {
   NODE22,
   NODE24,
   PRELOAD,
-  readReport,
   run,
-  tempDir,
+  runForReport,
+  useHttpServer,
   warnings,
 } from './preload-helpers.js';
 
@@ -19,19 +16,7 @@ import {
 // resource (src/register.ts): whatever that first resource is, and however the application got
 // there, it must be tracked with its line, and a program that makes none must still get its exit
 // report and its configuration warnings.
-let server: Server;
-let port = 0;
-beforeAll(async () => {
-  server = createServer((_req, res) => res.end('ok'));
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  port = (server.address() as { port: number }).port;
-});
-afterAll(async () => {
-  server.closeAllConnections();
-  await new Promise((resolve) => server.close(resolve));
-});
-
+const server = useHttpServer();
 const APP = fixture('app-first.cjs');
 const routes = [
   ['timer', 'timer', '--require'],
@@ -44,24 +29,9 @@ const routes = [
   ['esm', 'fs.filehandle', '--require'],
 ] as const;
 
-async function runFirst(node: string, flag: string, route: string, env: Record<string, string>) {
-  const dir = await tempDir();
-  try {
-    const file = join(dir.path, 'report.json');
-    const app = route === 'esm' ? fixture('app-first.mjs') : APP;
-    const result = await run(node, [flag, PRELOAD, app, route, String(port)], {
-      env: cleanEnv({
-        TRUSTFLOW_REPORT: 'exit',
-        TRUSTFLOW_REPORT_FILE: file,
-        TRUSTFLOW_STACKS: 'all',
-        OTEL_METRICS_EXPORTER: 'none',
-        ...env,
-      }),
-    });
-    return { result, report: await readReport(file) };
-  } finally {
-    await dir.remove();
-  }
+function runFirst(node: string, flag: string, route: string, env: Record<string, string>) {
+  const app = route === 'esm' ? fixture('app-first.mjs') : APP;
+  return runForReport(node, [flag, PRELOAD, app, route, String(server.port)], env);
 }
 
 describe.each([
