@@ -75,8 +75,6 @@ if (
 }
 
 function preload(): void {
-  const { fileURLToPath } = process.getBuiltinModule('node:url') as typeof import('node:url');
-  const file = fileURLToPath(new URL('./internal/preload.cjs', import.meta.url));
   const nodeModule = process.getBuiltinModule('node:module') as NodeModule;
   // required when needed: a program that never starts the preload does not load it
   const loadBundle: typeof LoadBundle = (...args) =>
@@ -102,6 +100,8 @@ function preload(): void {
       return current === s.stub ? undefined : current;
     });
     try {
+      const url = process.getBuiltinModule('node:url') as typeof import('node:url');
+      const file = url.fileURLToPath(new URL('./internal/preload.cjs', import.meta.url));
       const bundle = loadBundle(file).exports as { start(): Started | undefined };
       runtime = bundle.start();
     } catch (error) {
