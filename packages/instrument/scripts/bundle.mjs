@@ -22,8 +22,8 @@ const bundle = await rolldown({
   input: { preload: `${dist}preload.js` },
   platform: 'node',
   external,
-  // the entry exports start() and checkConfig(); it may export more (what the SDK chunk shares
-  // with it), so that the shared code stays in the one file loaded at start
+  // the entry exports start(); it may export more (what the SDK chunk shares with it), so that
+  // the shared code stays in the one file loaded at start
   preserveEntrySignatures: 'allow-extension',
   logLevel: 'warn',
   onLog(level, log, handler) {

@@ -18,13 +18,11 @@
 // global), for a report on a signal (its listener must be in place) and when the async-hooks
 // source is named (it sees every resource, including those made without any of the above).
 import type { loadBundle as LoadBundle } from './internal/bundle-loader.js';
+import type { Resolved } from './internal/libp2p-hook.js';
+import type { start as StartPreload } from './internal/preload.js';
 
+// (type imports only: this file loads nothing of the package until the preload starts)
 type Fn = (this: unknown, ...args: unknown[]) => unknown;
-interface Resolved {
-  url: string;
-  format?: string | null;
-  shortCircuit?: boolean;
-}
 type Next = (specifier: string, context?: object) => Resolved;
 interface NodeModule {
   createRequire(from: string): (id: string) => unknown;
@@ -33,11 +31,7 @@ interface NodeModule {
 type RegisterHooks = (hooks: {
   resolve(specifier: string, context: { parentURL?: string }, next: Next): Resolved;
 }) => { deregister(): void };
-/** What the bundle's start() returns (internal/runtime.ts). */
-interface Started {
-  lateResolve(specifier: string, result: Resolved): Resolved;
-  writeReport(): void;
-}
+type Started = ReturnType<typeof StartPreload>;
 
 /** A function replaced by one that starts the preload before it does its work. */
 interface Stub {
@@ -84,7 +78,7 @@ function preload(): void {
       }
     ).loadBundle(...args);
   let state = WAITING;
-  let runtime: Started | undefined;
+  let runtime: Started;
   const stubs: Stub[] = [];
   const cleanups: (() => void)[] = [];
 
@@ -102,7 +96,7 @@ function preload(): void {
     try {
       const url = process.getBuiltinModule('node:url') as typeof import('node:url');
       const file = url.fileURLToPath(new URL('./internal/preload.cjs', import.meta.url));
-      const bundle = loadBundle(file).exports as { start(): Started | undefined };
+      const bundle = loadBundle(file).exports as { start: typeof StartPreload };
       runtime = bundle.start();
     } catch (error) {
       // Never the application's problem: it carries on without instrumentation.

@@ -2,10 +2,10 @@
 // when the build left one beside it: compiling the bundle and the functions it runs at start-up
 // is about a third of what the preload costs a program that does nothing.
 //
-// The cache (preload.cjs.v8cache) is written by scripts/bundle.mjs: it loads the bundle in a child
-// process through loadBundle(file, true, warmUp), starts the instrumentation, and saves V8's cached
-// data after that, so it holds the functions start-up calls too. Its first line is the key that ends the bundle's
-// source; a cache whose key differs is ignored, and V8 itself rejects a cache from another V8
+// The cache (preload.cjs.v8cache) is written by scripts/bundle.mjs: it loads the bundle in a
+// child process through loadBundle(file, true, warmUp), starts the instrumentation, and saves
+// V8's cached data after that, so it holds the functions start-up calls too. Its first line is
+// the key that ends the bundle's source; a cache whose key differs is ignored, and V8 itself rejects a cache from another V8
 // version or with other flags (the bundle is then compiled as usual).
 //
 // Builtins come from process.getBuiltinModule: an imported builtin gets an ES module facade built
