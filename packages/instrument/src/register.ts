@@ -17,7 +17,6 @@
 // It starts at once for code given by -e, -p, stdin or the REPL (which has every builtin as a
 // global), for a report on a signal (its listener must be in place) and when the async-hooks
 // source is named (it sees every resource, including those made without any of the above).
-import type { loadBundle as LoadBundle } from './internal/bundle-loader.js';
 import type { Resolved } from './internal/libp2p-hook.js';
 import type { start as StartPreload } from './internal/preload.js';
 
@@ -70,13 +69,8 @@ if (
 
 function preload(): void {
   const nodeModule = process.getBuiltinModule('node:module') as NodeModule;
-  // required when needed: a program that never starts the preload does not load it
-  const loadBundle: typeof LoadBundle = (...args) =>
-    (
-      nodeModule.createRequire(import.meta.url)('./internal/bundle-loader.js') as {
-        loadBundle: typeof LoadBundle;
-      }
-    ).loadBundle(...args);
+  // (required when needed: a program that never starts the preload does not load them)
+  const require = (id: string) => nodeModule.createRequire(import.meta.url)(id);
   let state = WAITING;
   let runtime: Started;
   const stubs: Stub[] = [];
@@ -96,6 +90,8 @@ function preload(): void {
     try {
       const url = process.getBuiltinModule('node:url') as typeof import('node:url');
       const file = url.fileURLToPath(new URL('./internal/preload.cjs', import.meta.url));
+      const { loadBundle } =
+        require('./internal/bundle-loader.js') as typeof import('./internal/bundle-loader.js');
       const bundle = loadBundle(file).exports as { start: typeof StartPreload };
       runtime = bundle.start();
     } catch (error) {
@@ -196,9 +192,8 @@ function preload(): void {
     state = STARTED;
     if (!Object.keys(env).some((k) => k.startsWith('TRUSTFLOW_'))) return;
     try {
-      const { readConfig } = nodeModule.createRequire(import.meta.url)(
-        './internal/config.js',
-      ) as typeof import('./internal/config.js');
+      const { readConfig } =
+        require('./internal/config.js') as typeof import('./internal/config.js');
       for (const warning of readConfig({}, env).warnings) process.stderr.write(`${warning}\n`);
     } catch {
       // warnings only
