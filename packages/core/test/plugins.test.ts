@@ -21,8 +21,14 @@ function tracker(): ResourceTracker {
   return t;
 }
 
+/** (an index signature, so that TypeScript takes any object as a `this`) */
+interface Named {
+  name?: string;
+  [key: string]: unknown;
+}
+
 const target = {
-  greet(this: { name?: string }, who: string): string {
+  greet(this: Named, who: string): string {
     return `hello ${who} from ${this.name ?? 'nobody'}`;
   },
   fail(): never {
@@ -44,7 +50,7 @@ describe('definePlugin', () => {
           target,
           'greet',
           (original) =>
-            function (this: unknown, ...args: [string]) {
+            function (this: Named, ...args: [string]) {
               if (ctx.active) ctx.tracker.track({}, { kind: 'test.greet' }).release();
               return original.apply(this, args);
             },
@@ -105,7 +111,7 @@ describe('definePlugin', () => {
           target,
           'greet',
           (original) =>
-            function (this: unknown, ...args: [string]) {
+            function (this: Named, ...args: [string]) {
               if (ctx.active) ctx.tracker.track({}, { kind: 'test.under' }).release();
               return original.apply(this, args);
             },
@@ -114,7 +120,7 @@ describe('definePlugin', () => {
     });
     plugin.enable({ tracker: t });
     const ours = target.greet;
-    const theirs = function (this: unknown, who: string) {
+    const theirs = function (this: Named, who: string) {
       return ours.call(this, who);
     };
     target.greet = theirs;

@@ -7,6 +7,21 @@ import { describe, expect, it } from 'vitest';
 import { analyzeCsv, formatAnalysis, renderHtml, runAnalyze } from '../src/cli/analyze.js';
 import { csvLine, MONITOR_COLUMNS } from '../src/cli/monitor.js';
 
+/** The few browser globals the page-side code below uses (the tests compile without the DOM lib). */
+interface PageGlobals {
+  Image: new () => { src: string; width: number; height: number; decode(): Promise<void> };
+  document: {
+    createElement(tag: 'canvas'): {
+      width: number;
+      height: number;
+      getContext(kind: '2d'): {
+        drawImage(image: unknown, x: number, y: number): void;
+        getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray };
+      } | null;
+    };
+  };
+}
+
 /** Deterministic noise in [-1, 1). */
 function noise(seed: number) {
   let x = seed >>> 0;
@@ -137,6 +152,7 @@ describe('trustflow analyze', () => {
       });
       // Count the data line's blue and the growing trend line's red in the screenshot itself.
       const colours = await page.evaluate(async (b64) => {
+        const { Image, document } = globalThis as unknown as PageGlobals;
         const img = new Image();
         img.src = `data:image/png;base64,${b64}`;
         await img.decode();

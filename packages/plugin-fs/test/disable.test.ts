@@ -162,7 +162,7 @@ describe('wrapped calls behave like the originals', () => {
     const missing = '/nonexistent/trustflow/file';
     for (const call of [
       () => fs.openSync(missing, 'r'),
-      () => fs.openSync(42 as never),
+      () => (fs.openSync as (...args: unknown[]) => number)(42),
       () => fs.closeSync(2 ** 30),
       () => fs.open(missing, 'r', undefined as never),
       () => fsp.open(missing, 'r'),
