@@ -12,6 +12,7 @@ import {
   PRELOAD,
   readReport,
   run,
+  runForReport,
   tempDir,
   warnings,
 } from './preload-helpers.js';
@@ -36,31 +37,21 @@ describe.each(nodes)('the preload on %s', (_name, node) => {
     ['ESM', 'app-leak.mjs', '--require'],
     ['ESM', 'app-leak.mjs', '--import'],
   ])('instruments a %s app loaded with %s %s', async (_kind, app, flag) => {
-    const dir = await tempDir();
-    try {
-      const file = join(dir.path, 'report.json');
-      const result = await run(node!, [flag, PRELOAD, fixture(app)], {
-        env: cleanEnv({
-          TRUSTFLOW_REPORT: 'exit',
-          TRUSTFLOW_REPORT_FILE: file,
-          TRUSTFLOW_STACKS: 'all',
-        }),
-      });
-      expect(result.stderr).toBe('');
-      expect(result.code).toBe(0);
-      expect(result.stdout).toMatch(/app done, instrumented=true/);
-      const report = await readReport(file);
-      const fds = report.leaks.filter((l) => l.kind === 'fs.fd');
-      const line = await lineOf(fixture(app), 'LEAK:fd');
-      // exactly the descriptor left open, at its line; the closed one is not a leak
-      expect(fds.map((l) => [l.count, l.site?.replace(/:\d+$/, '')])).toEqual([
-        [1, `${fixture(app)}:${line}`],
-      ]);
-      expect(report.opened['fs.fd']).toBeGreaterThanOrEqual(2);
-      expect(report.leaks.filter((l) => l.kind !== 'fs.fd')).toEqual([]);
-    } finally {
-      await dir.remove();
-    }
+    // (metrics on, as the application would run)
+    const { result, report } = await runForReport(node!, [flag, PRELOAD, fixture(app)], {
+      OTEL_METRICS_EXPORTER: undefined,
+    });
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/app done, instrumented=true/);
+    const fds = report.leaks.filter((l) => l.kind === 'fs.fd');
+    const line = await lineOf(fixture(app), 'LEAK:fd');
+    // exactly the descriptor left open, at its line; the closed one is not a leak
+    expect(fds.map((l) => [l.count, l.site?.replace(/:\d+$/, '')])).toEqual([
+      [1, `${fixture(app)}:${line}`],
+    ]);
+    expect(report.opened['fs.fd']).toBeGreaterThanOrEqual(2);
+    expect(report.leaks.filter((l) => l.kind !== 'fs.fd')).toEqual([]);
   });
 
   it.runIf(node !== undefined).each(['--import', '--require'])(

@@ -18,6 +18,7 @@ import {
 // report and its configuration warnings.
 const server = useHttpServer();
 const APP = fixture('app-first.cjs');
+const appFor = (route: string) => (route === 'esm' ? fixture('app-first.mjs') : APP);
 const routes = [
   ['timer', 'timer', '--require'],
   ['interval', 'timer', '--import'],
@@ -30,8 +31,7 @@ const routes = [
 ] as const;
 
 function runFirst(node: string, flag: string, route: string, env: Record<string, string>) {
-  const app = route === 'esm' ? fixture('app-first.mjs') : APP;
-  return runForReport(node, [flag, PRELOAD, app, route, String(server.port)], env);
+  return runForReport(node, [flag, PRELOAD, appFor(route), route, String(server.port)], env);
 }
 
 describe.each([
@@ -54,7 +54,7 @@ describe.each([
         expect(site).toMatch(new RegExp(`^${APP.replaceAll('.', '\\.')}:\\d+$`));
       } else if (route !== 'fetch') {
         // (fetch connects from undici's own code, a turn later: no line of the app to name)
-        const app = route === 'esm' ? fixture('app-first.mjs') : APP;
+        const app = appFor(route);
         expect(site).toBe(`${app}:${await lineOf(app, `LEAK:${route}`)}`);
       }
     },
